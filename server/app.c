@@ -1,0 +1,177 @@
+/* The server object: construction, the per-loop-turn flush, and graceful shutdown. */
+#include "app.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pbtime.h"
+#include "rpcs.h"
+
+/* How often a draining server looks whether its running items are done. */
+#define DRAIN_POLL_S 0.02
+/* After the watchers and waiters were answered, calls still open get this long. */
+#define CANCEL_CALLS_AFTER_S 1.0
+
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    app *a = container_of(w, app, flush);
+    rpc_watch_flush(a);
+}
+
+static void on_rpc_stopped(void *arg)
+{
+    app *a = arg;
+    a->state = APP_STOPPED;
+    log_info("stopped");
+    ev_async_stop(a->loop, &a->stop_request); /* the last watcher keeping the loop alive */
+    ev_break(a->loop, EVBREAK_ALL);
+}
+
+/* Shutdown, second half: whatever still runs is aborted (a durable store runs it again
+ * after a restart), every waiting call gets its answer, then gRPC stops. */
+static void stop_now(app *a)
+{
+    if (a->state != APP_DRAINING)
+        return;
+    a->state = APP_STOPPING;
+    ev_timer_stop(a->loop, &a->grace_timer);
+    uint32_t left = exec_inflight(a->exec);
+    if (left)
+        log_warn("grace period over: aborting %u running items", left);
+    exec_abort_all(a->exec);
+    rpc_batch_release_waiters(a);
+    rpc_watch_release_all(a);
+    rpc_server_shutdown(a->rpc, CANCEL_CALLS_AFTER_S, on_rpc_stopped, a);
+}
+
+static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    app *a = container_of(w, app, grace_timer);
+    if (exec_inflight(a->exec) == 0 || pbtime_mono_ns() >= a->grace_end_ns)
+        stop_now(a);
+}
+
+void app_stop(app *a)
+{
+    if (a->state != APP_SERVING)
+        return;
+    log_info("shutting down: refusing new batches, %u items running", exec_inflight(a->exec));
+    a->state = APP_DRAINING;
+    exec_drain(a->exec);
+    a->grace_end_ns = pbtime_mono_ns() + a->cfg->shutdown_grace_ns;
+    ev_timer_init(&a->grace_timer, on_grace, 0., DRAIN_POLL_S);
+    ev_timer_start(a->loop, &a->grace_timer);
+}
+
+static void on_stop_request(struct ev_loop *loop, ev_async *w, int revents)
+{
+    app_stop(container_of(w, app, stop_request));
+}
+
+void app_request_stop(app *a) { ev_async_send(a->loop, &a->stop_request); }
+
+int app_port(const app *a) { return rpc_server_port(a->rpc); }
+
+void app_fail_not_found(rpc_call *c, const char *batch_id)
+{
+    rpcstatus *st = rpcstatus_new(GRPC_STATUS_NOT_FOUND, "batch %.64s not found", batch_id);
+    if (st) {
+        rpcstatus_error_info(st, "BATCH_NOT_FOUND");
+        rpcstatus_error_metadata(st, "batch_id", batch_id);
+    }
+    rpc_call_finish(c, st, NULL);
+    rpcstatus_free(st);
+}
+
+void app_fail_draining(rpc_call *c)
+{
+    rpcstatus *st = rpcstatus_new(GRPC_STATUS_UNAVAILABLE, "batchd is shutting down; retry on another instance or later");
+    if (st) {
+        rpcstatus_retry_after(st, PBTIME_NS_PER_SEC);
+        rpcstatus_error_info(st, "SHUTTING_DOWN");
+    }
+    rpc_call_finish(c, st, NULL);
+    rpcstatus_free(st);
+}
+
+app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
+{
+    app *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->loop = loop;
+    a->cfg = cfg;
+    a->state = APP_SERVING;
+    list_init(&a->watchers);
+    list_init(&a->dirty_watchers);
+    list_init(&a->waiters);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (batch_registry_init(&a->reg) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if ((a->http = http_client_new(loop, cfg->max_inflight, err, errlen)) == NULL)
+        goto fail;
+    if ((a->targets = calloc(cfg->n_targets, sizeof *a->targets)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_targets; i++)
+        http_target_init(&a->targets[i], a->http, &cfg->targets[i]);
+    if ((a->exec = exec_new(loop, cfg, a->targets, cfg->n_targets, NULL, a)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+
+    rpc_batch_register(a);
+    rpc_watch_register(a);
+    for (int i = 0; i < APP_N_METHODS; i++) {
+        a->methods[i].arg = a;
+        a->method_ptrs[i] = &a->methods[i];
+    }
+    rpc_server_opts o = {
+        .listen = cfg->listen,
+        .max_receive_bytes = cfg->max_request_bytes,
+        .methods = a->method_ptrs,
+        .n_methods = APP_N_METHODS,
+    };
+    if ((a->rpc = rpc_server_new(loop, &o, err, errlen)) == NULL)
+        goto fail;
+
+    ev_prepare_init(&a->flush, on_flush);
+    ev_prepare_start(loop, &a->flush);
+    ev_unref(loop);
+    ev_async_init(&a->stop_request, on_stop_request);
+    ev_async_start(loop, &a->stop_request); /* keeps ev_run going until shutdown completes */
+    ev_timer_init(&a->grace_timer, on_grace, 0., 0.);
+    return a;
+fail:
+    app_free(a);
+    return NULL;
+}
+
+void app_free(app *a)
+{
+    if (a == NULL)
+        return;
+    if (ev_is_active(&a->flush)) {
+        ev_ref(a->loop);
+        ev_prepare_stop(a->loop, &a->flush);
+    }
+    ev_async_stop(a->loop, &a->stop_request);
+    ev_timer_stop(a->loop, &a->grace_timer);
+    /* Calls first (their handlers detach from batches), then the executor (it aborts
+     * transfers through the HTTP client), then the batches, then the client. */
+    rpc_server_free(a->rpc);
+    exec_free(a->exec);
+    batch_registry_free(&a->reg);
+    http_client_free(a->http);
+    free(a->targets);
+    free(a);
+    curl_global_cleanup();
+}

@@ -1,0 +1,72 @@
+/* The batchd server as one object: configuration, the loop, the gRPC server, the batch
+ * registry, the executor and the HTTP targets. No global state: tests run several in one
+ * process. Everything here runs on the loop thread except where said. */
+#ifndef BATCHD_APP_H
+#define BATCHD_APP_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "config.h"
+#include "exec.h"
+#include "http.h"
+#include "list.h"
+#include "rpc.h"
+
+/* Methods served; each rpc_*.c file fills its entries. */
+enum app_method {
+    APP_SUBMIT_BATCH,
+    APP_WATCH_BATCH,
+    APP_GET_BATCH,
+    APP_LIST_BATCHES,
+    APP_CANCEL_BATCH,
+    APP_LIST_RESULTS,
+    APP_N_METHODS
+};
+
+enum app_state { APP_SERVING, APP_DRAINING, APP_STOPPING, APP_STOPPED };
+
+typedef struct app {
+    struct ev_loop *loop;
+    const config *cfg;
+    enum app_state state;
+    rpc_server *rpc;
+    rpc_method methods[APP_N_METHODS];
+    const rpc_method *method_ptrs[APP_N_METHODS];
+    batch_registry reg;
+    http_client *http;
+    target *targets;
+    exec *exec;
+
+    list_node watchers;       /* open WatchBatch streams */
+    uint32_t n_watchers;
+    list_node dirty_watchers; /* watchers with something to send, flushed once per loop turn */
+    list_node waiters;        /* SubmitBatch calls waiting for their batch to end */
+    ev_prepare flush;
+
+    ev_async stop_request;    /* app_request_stop, from any thread */
+    ev_timer grace_timer;     /* polls the running items while draining */
+    int64_t grace_end_ns;     /* monotonic end of the grace period */
+    int exit_code;
+} app;
+
+/* Creates the server, binds cfg->listen and starts serving on loop. cfg must outlive the
+ * app. NULL with a message in err on failure. */
+app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen);
+int app_port(const app *a);
+
+/* Graceful shutdown: new batches get UNAVAILABLE, running items get the grace period,
+ * watchers get their final event or UNAVAILABLE, then the loop has nothing left to run
+ * and ev_run returns. */
+void app_stop(app *a);
+/* app_stop from any thread. */
+void app_request_stop(app *a);
+/* After ev_run returned. */
+void app_free(app *a);
+
+/* Handlers' shared replies. */
+void app_fail_not_found(rpc_call *c, const char *batch_id);
+void app_fail_draining(rpc_call *c);
+
+#endif

@@ -1,0 +1,26 @@
+/* The RPC handler families and their hooks into the app's lifecycle. */
+#ifndef BATCHD_RPCS_H
+#define BATCHD_RPCS_H
+
+#include "app.h"
+
+/* rpc_batch.c: SubmitBatch, GetBatch, ListBatches, CancelBatch. */
+void rpc_batch_register(app *a);
+/* Answers every SubmitBatch still waiting with its batch as it stands (shutdown). */
+void rpc_batch_release_waiters(app *a);
+
+/* rpc_watch.c: WatchBatch, ListResults. */
+void rpc_watch_register(app *a);
+/* Sends what the watchers marked dirty since the last loop turn. */
+void rpc_watch_flush(app *a);
+/* Ends every watch: final event and OK where the batch ended, else UNAVAILABLE (shutdown). */
+void rpc_watch_release_all(app *a);
+
+/* Unpacks a request, or fails the call with INVALID_ARGUMENT and returns NULL. */
+ProtobufCMessage *rpc_unpack_request(rpc_call *c, const ProtobufCMessageDescriptor *desc,
+                                     grpc_byte_buffer *req);
+/* Looks up a batch by id, or fails the call (INVALID_ARGUMENT when empty, NOT_FOUND) and
+ * returns NULL. */
+batch *rpc_find_batch(rpc_call *c, const char *id);
+
+#endif
