@@ -46,7 +46,7 @@ static const opt opts[] = {
     {"max-item-timeout", "DUR", OPT_DURATION, OFF(max_item_timeout_ns),
      "longest per-attempt timeout accepted (default 10m)"},
     {"retry-backoff", "DUR", OPT_DURATION, OFF(backoff_base_ns),
-     "first retry delay, doubled per attempt, with full jitter (default 100ms)"},
+     "first retry delay, doubled per attempt, with jitter (default 100ms)"},
     {"max-retry-delay", "DUR", OPT_DURATION, OFF(backoff_max_ns),
      "longest retry delay, Retry-After included (default 30s)"},
     {"max-body-bytes", "N", OPT_SIZE, OFF(max_body_bytes),
@@ -59,15 +59,6 @@ static const opt opts[] = {
     {"max-watchers", "N", OPT_U32, OFF(max_watchers), "WatchBatch streams open at once (default 10000)"},
     {"shutdown-grace", "DUR", OPT_DURATION, OFF(shutdown_grace_ns),
      "on SIGTERM/SIGINT, running items may finish for this long (default 10s)"},
-    {"no-reflection", NULL, OPT_BOOL_OFF, OFF(reflection), "do not serve gRPC server reflection"},
-    {"data-dir", "DIR", OPT_STR, OFF(data_dir),
-     "keep batches and results in SQLite under DIR (default: in memory, lost at exit)"},
-    {"sync", "full|normal", OPT_SYNC, OFF(sync),
-     "with --data-dir: fsync every commit (full, default) or only at WAL checkpoints (normal)"},
-    {"retention", "DUR", OPT_DURATION, OFF(retention_ns),
-     "ended batches and their results are kept this long (default 7d)"},
-    {"idempotency-ttl", "DUR", OPT_DURATION, OFF(idempotency_ttl_ns),
-     "request_id and item idempotency keys are remembered this long (default 24h)"},
     {"log-level", "error|warn|info|debug", OPT_LOG, OFF(log_level), "default info"},
     {"help", NULL, OPT_HELP, 0, "show this help"},
     {"version", NULL, OPT_VERSION, 0, "show the version"},
@@ -276,6 +267,8 @@ static int apply(config *cfg, const opt *o, const char *arg)
     case OPT_DURATION:
         if (config_parse_duration(arg, (int64_t *)field) < 0)
             break;
+        if (o->offset == OFF(default_item_timeout_ns))
+            cfg->item_timeout_given = 1;
         return 0;
     case OPT_DOUBLE: {
         char *end;
@@ -373,8 +366,11 @@ int config_finish(config *cfg, char *err, size_t errlen)
     if (cfg->default_concurrency > cfg->max_batch_concurrency)
         cfg->default_concurrency = cfg->max_batch_concurrency;
     if (cfg->default_item_timeout_ns > cfg->max_item_timeout_ns) {
-        snprintf(err, errlen, "--item-timeout is longer than --max-item-timeout");
-        return -1;
+        if (cfg->item_timeout_given) {
+            snprintf(err, errlen, "--item-timeout is longer than --max-item-timeout");
+            return -1;
+        }
+        cfg->default_item_timeout_ns = cfg->max_item_timeout_ns; /* the default yields to the cap */
     }
     if (cfg->sync_threshold > cfg->max_items)
         cfg->sync_threshold = cfg->max_items;

@@ -30,6 +30,7 @@ typedef struct config {
     uint32_t max_attempts;            /* cap of BatchOptions.max_attempts */
     double max_rate;                  /* cap of BatchOptions.max_rate; 0: none */
     int64_t default_item_timeout_ns;  /* per attempt, when neither op nor batch says */
+    int item_timeout_given;           /* --item-timeout was on the command line */
     int64_t max_item_timeout_ns;      /* larger per-op timeouts are refused, batch ones lowered */
     int64_t backoff_base_ns;          /* first retry delay before jitter */
     int64_t backoff_max_ns;           /* cap of any retry delay, Retry-After included */
