@@ -25,6 +25,64 @@ grpc_byte_buffer *pbgrpc_from_bytes(const void *data, size_t len)
     return bb;
 }
 
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p == end)
+            return -1;
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+int pbgrpc_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                       unsigned max_depth)
+{
+    if (max_depth == 0)
+        return -1;
+    const uint8_t *p = data, *end = data + len;
+    while (p < end) {
+        uint64_t key, v;
+        if (read_varint(&p, end, &key) < 0)
+            return -1;
+        switch (key & 7) {
+        case 0:
+            if (read_varint(&p, end, &v) < 0)
+                return -1;
+            break;
+        case 1:
+            if (end - p < 8)
+                return -1;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return -1;
+            p += 4;
+            break;
+        case 2: {
+            if (read_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
+                return -1;
+            const ProtobufCFieldDescriptor *f =
+                desc ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3)) : NULL;
+            /* Only fields known to hold messages nest; unknown ones are skipped whole. */
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                pbgrpc_check_depth(f->descriptor, p, (size_t)v, max_depth - 1) < 0)
+                return -1;
+            p += v;
+            break;
+        }
+        default: /* groups (3, 4) are not proto3 */
+            return -1;
+        }
+    }
+    return 0;
+}
+
 ProtobufCMessage *pbgrpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
 {
     if (bb == NULL)
@@ -33,8 +91,9 @@ ProtobufCMessage *pbgrpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byt
     if (!grpc_byte_buffer_reader_init(&reader, bb))
         return NULL;
     grpc_slice s = grpc_byte_buffer_reader_readall(&reader);
-    ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s),
-                                                      GRPC_SLICE_START_PTR(s));
+    ProtobufCMessage *msg = NULL;
+    if (pbgrpc_check_depth(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), PBGRPC_MAX_DEPTH) == 0)
+        msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
     grpc_slice_unref(s);
     grpc_byte_buffer_reader_destroy(&reader);
     return msg;

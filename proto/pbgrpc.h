@@ -15,8 +15,20 @@ grpc_byte_buffer *pbgrpc_pack(const ProtobufCMessage *msg);
 /* A byte buffer holding a copy of len bytes at data. Caller owns it. */
 grpc_byte_buffer *pbgrpc_from_bytes(const void *data, size_t len);
 
+/* Deepest message nesting accepted from the wire. protobuf-c's unpack recurses once per
+ * level with ~1 KiB of stack and has no limit of its own, so a small request of nested
+ * google.protobuf.Values could overflow the stack; such input is refused before unpacking.
+ * 256 leaves room for JSON bodies nested PBVALUE_MAX_DEPTH deep (3 messages per level). */
+#define PBGRPC_MAX_DEPTH 256
+
+/* Checks that data is well-formed wire format whose embedded messages (as desc describes
+ * them) nest at most max_depth deep. Returns 0, or -1 when too deep or malformed. */
+int pbgrpc_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                       unsigned max_depth);
+
 /* Unpacks bb (borrowed; NULL means an empty message) as desc. Returns NULL when the bytes
- * are not a valid message. The caller frees the result with protobuf_c_message_free_unpacked. */
+ * are not a valid message or nest deeper than PBGRPC_MAX_DEPTH. The caller frees the result
+ * with protobuf_c_message_free_unpacked. */
 ProtobufCMessage *pbgrpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
 
 /* Packs msg into a malloc'd buffer; *len gets its size. Caller frees. NULL on ENOMEM. */

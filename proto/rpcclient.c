@@ -99,8 +99,7 @@ static void fill_status(rpcclient_stream *s, rpcclient_status *st)
     }
 }
 
-rpcclient_stream *rpcclient_stream_open(rpcclient *c, const char *method, const ProtobufCMessage *req,
-                                        double timeout_s)
+static rpcclient_stream *stream_open(rpcclient *c, const char *method, grpc_byte_buffer *bb, double timeout_s)
 {
     rpcclient_stream *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -114,7 +113,6 @@ rpcclient_stream *rpcclient_stream_open(rpcclient *c, const char *method, const 
     grpc_metadata_array_init(&s->trailing_md);
     s->status_details = grpc_empty_slice();
 
-    grpc_byte_buffer *bb = pbgrpc_pack(req);
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -126,6 +124,12 @@ rpcclient_stream *rpcclient_stream_open(rpcclient *c, const char *method, const 
     s->started_ok = run_batch(s, ops, 4, gpr_inf_future(GPR_CLOCK_REALTIME)) == 0;
     grpc_byte_buffer_destroy(bb);
     return s;
+}
+
+rpcclient_stream *rpcclient_stream_open(rpcclient *c, const char *method, const ProtobufCMessage *req,
+                                        double timeout_s)
+{
+    return stream_open(c, method, pbgrpc_pack(req), timeout_s);
 }
 
 int rpcclient_stream_next(rpcclient_stream *s, const ProtobufCMessageDescriptor *desc,
@@ -201,12 +205,12 @@ grpc_status_code rpcclient_stream_finish(rpcclient_stream *s, rpcclient_status *
     return code;
 }
 
-grpc_status_code rpcclient_unary(rpcclient *c, const char *method, const ProtobufCMessage *req,
-                                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-                                 double timeout_s, rpcclient_status *st)
+static grpc_status_code unary(rpcclient *c, const char *method, grpc_byte_buffer *req,
+                              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                              double timeout_s, rpcclient_status *st)
 {
     *resp = NULL;
-    rpcclient_stream *s = rpcclient_stream_open(c, method, req, timeout_s);
+    rpcclient_stream *s = stream_open(c, method, req, timeout_s);
     ProtobufCMessage *m = NULL;
     int r = rpcclient_stream_next(s, resp_desc, &m, 0);
     if (r == 1) {
@@ -229,4 +233,18 @@ grpc_status_code rpcclient_unary(rpcclient *c, const char *method, const Protobu
     else if (m)
         protobuf_c_message_free_unpacked(m, NULL);
     return code;
+}
+
+grpc_status_code rpcclient_unary(rpcclient *c, const char *method, const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                                 double timeout_s, rpcclient_status *st)
+{
+    return unary(c, method, pbgrpc_pack(req), resp_desc, resp, timeout_s, st);
+}
+
+grpc_status_code rpcclient_unary_raw(rpcclient *c, const char *method, const void *req, size_t req_len,
+                                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                                     double timeout_s, rpcclient_status *st)
+{
+    return unary(c, method, pbgrpc_from_bytes(req, req_len), resp_desc, resp, timeout_s, st);
 }

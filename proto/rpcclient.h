@@ -33,6 +33,11 @@ grpc_status_code rpcclient_unary(rpcclient *c, const char *method, const Protobu
                                  const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                                  double timeout_s, rpcclient_status *st);
 
+/* rpcclient_unary with the request given as already packed bytes. */
+grpc_status_code rpcclient_unary_raw(rpcclient *c, const char *method, const void *req, size_t req_len,
+                                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                                     double timeout_s, rpcclient_status *st);
+
 /* Starts a server-streaming call. Never NULL; failures show in next/finish. */
 rpcclient_stream *rpcclient_stream_open(rpcclient *c, const char *method, const ProtobufCMessage *req,
                                         double timeout_s);

@@ -354,7 +354,8 @@ ProtobufCMessage *rpc_unpack_request(rpc_call *c, const ProtobufCMessageDescript
     ProtobufCMessage *m = pbgrpc_unpack(desc, req);
     if (m == NULL)
         rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "MALFORMED_REQUEST",
-                      "the request is not a valid %s message", desc->name);
+                      "the request is not a valid %s message (malformed, or nested deeper than %d levels)",
+                      desc->name, PBGRPC_MAX_DEPTH);
     return m;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "pbgrpc.h"
 
 static const Batch__V1__ItemResult *find(const Batch__V1__SubmitBatchResponse *r, const char *id)
 {
@@ -494,6 +495,56 @@ Test(submit, malformed_request_bytes_are_invalid_argument)
     /* The server goes on serving. */
     Batch__V1__SubmitBatchResponse *r = h_submit_json(h, "{\"operations\":[{\"method\":\"GET\",\"path\":\"/ok\"}]}");
     cr_assert_eq(r->batch->state, BATCH__V1__BATCH_STATE__BATCH_STATE_SUCCEEDED);
+    batch__v1__submit_batch_response__free_unpacked(r, NULL);
+    h_stop(h);
+}
+
+/* Prepends v as a varint before *pos in buf. */
+static void prepend_varint(uint8_t *buf, size_t *pos, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    *pos -= n;
+    memcpy(buf + *pos, tmp, n);
+}
+
+/* Regression: protobuf-c's unpack has no depth limit; 200,000 nested Values (1.6 MB)
+ * overflowed batchd's stack. */
+Test(submit, deeply_nested_values_are_refused_not_a_crash)
+{
+    harness *h = h_start(NULL);
+    size_t depth = 200000, cap = depth * 10 + 64, pos = cap;
+    uint8_t *buf = malloc(cap);
+    buf[--pos] = 0x00; /* Value{null_value = 0} */
+    buf[--pos] = 0x08;
+    for (size_t i = 0; i < depth; i++) { /* Value{list_value = ListValue{values = [inner]}} */
+        prepend_varint(buf, &pos, cap - pos);
+        buf[--pos] = 0x0a; /* ListValue.values, field 1 */
+        prepend_varint(buf, &pos, cap - pos);
+        buf[--pos] = 0x32; /* Value.list_value, field 6 */
+    }
+    /* SubmitBatchRequest{operations: [Operation{method "GET", path "/x", json = value}]} */
+    pbwire op = {0}, req = {0};
+    pbwire_bytes_field(&op, 3, "GET", 3);
+    pbwire_bytes_field(&op, 4, "/x", 2);
+    pbwire_bytes_field(&op, 6, buf + pos, cap - pos);
+    pbwire_bytes_field(&req, 1, op.data, op.len);
+    rpcclient_status st = {0};
+    ProtobufCMessage *m = NULL;
+    grpc_status_code code = rpcclient_unary_raw(h->client, M_SUBMIT, req.data, req.len,
+                                                &batch__v1__submit_batch_response__descriptor, &m, 30, &st);
+    cr_assert_eq(code, GRPC_STATUS_INVALID_ARGUMENT, "%d %s", code, st.message);
+    cr_assert(strstr(st.message, "nested deeper"), "%s", st.message);
+    rpcclient_status_clear(&st);
+    pbwire_free(&op);
+    pbwire_free(&req);
+    free(buf);
+    Batch__V1__SubmitBatchResponse *r = h_submit_json(h, "{\"operations\":[{\"method\":\"GET\",\"path\":\"/ok\"}]}");
+    cr_assert_eq(r->batch->state, BATCH__V1__BATCH_STATE__BATCH_STATE_SUCCEEDED, "the server goes on");
     batch__v1__submit_batch_response__free_unpacked(r, NULL);
     h_stop(h);
 }
