@@ -44,6 +44,8 @@ static void stop_now(app *a)
     exec_abort_all(a->exec);
     rpc_batch_release_waiters(a);
     rpc_watch_release_all(a);
+    rpc_health_release_all(a);
+    rpc_reflection_release_all(a);
     rpc_server_shutdown(a->rpc, CANCEL_CALLS_AFTER_S, on_rpc_stopped, a);
 }
 
@@ -58,6 +60,8 @@ void app_stop(app *a)
 {
     if (a->state != APP_SERVING)
         return;
+    /* Health first, so that load balancers stop sending work before anything is refused. */
+    rpc_health_set_serving(a, 0);
     log_info("shutting down: refusing new batches, %u items running", exec_inflight(a->exec));
     a->state = APP_DRAINING;
     exec_drain(a->exec);
@@ -110,6 +114,7 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
     list_init(&a->watchers);
     list_init(&a->dirty_watchers);
     list_init(&a->waiters);
+    list_init(&a->health_watchers);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (batch_registry_init(&a->reg) < 0) {
         snprintf(err, errlen, "out of memory");
@@ -130,15 +135,20 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
 
     rpc_batch_register(a);
     rpc_watch_register(a);
+    rpc_health_register(a);
+    if (cfg->reflection && rpc_reflection_register(a, err, errlen) < 0)
+        goto fail;
     for (int i = 0; i < APP_N_METHODS; i++) {
+        if (a->methods[i].path == NULL) /* not served: gRPC answers it as unknown */
+            continue;
         a->methods[i].arg = a;
-        a->method_ptrs[i] = &a->methods[i];
+        a->method_ptrs[a->n_methods++] = &a->methods[i];
     }
     rpc_server_opts o = {
         .listen = cfg->listen,
         .max_receive_bytes = cfg->max_request_bytes,
         .methods = a->method_ptrs,
-        .n_methods = APP_N_METHODS,
+        .n_methods = a->n_methods,
     };
     if ((a->rpc = rpc_server_new(loop, &o, err, errlen)) == NULL)
         goto fail;
@@ -168,6 +178,7 @@ void app_free(app *a)
     /* Calls first (their handlers detach from batches), then the executor (it aborts
      * transfers through the HTTP client), then the batches, then the client. */
     rpc_server_free(a->rpc);
+    rpc_reflection_free(a);
     exec_free(a->exec);
     batch_registry_free(&a->reg);
     http_client_free(a->http);

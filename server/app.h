@@ -22,6 +22,10 @@ enum app_method {
     APP_LIST_BATCHES,
     APP_CANCEL_BATCH,
     APP_LIST_RESULTS,
+    APP_HEALTH_CHECK,
+    APP_HEALTH_WATCH,
+    APP_REFLECTION_V1,
+    APP_REFLECTION_V1ALPHA,
     APP_N_METHODS
 };
 
@@ -32,8 +36,9 @@ typedef struct app {
     const config *cfg;
     enum app_state state;
     rpc_server *rpc;
-    rpc_method methods[APP_N_METHODS];
-    const rpc_method *method_ptrs[APP_N_METHODS];
+    rpc_method methods[APP_N_METHODS];            /* path NULL: not served (e.g. --no-reflection) */
+    const rpc_method *method_ptrs[APP_N_METHODS]; /* the served ones, packed */
+    size_t n_methods;
     batch_registry reg;
     http_client *http;
     target *targets;
@@ -43,6 +48,10 @@ typedef struct app {
     uint32_t n_watchers;
     list_node dirty_watchers; /* watchers with something to send, flushed once per loop turn */
     list_node waiters;        /* SubmitBatch calls waiting for their batch to end */
+    list_node health_watchers; /* open Health.Watch streams */
+    uint32_t n_health_watchers;
+    int health_serving;       /* what Health reports for "" and batch.v1.BatchService */
+    struct reflection *reflection; /* rpc_reflection.c's index and streams; NULL: --no-reflection */
     ev_prepare flush;
 
     ev_async stop_request;    /* app_request_stop, from any thread */

@@ -59,6 +59,7 @@ static const opt opts[] = {
     {"max-watchers", "N", OPT_U32, OFF(max_watchers), "WatchBatch streams open at once (default 10000)"},
     {"shutdown-grace", "DUR", OPT_DURATION, OFF(shutdown_grace_ns),
      "on SIGTERM/SIGINT, running items may finish for this long (default 10s)"},
+    {"no-reflection", NULL, OPT_BOOL_OFF, OFF(reflection), "do not serve gRPC server reflection"},
     {"log-level", "error|warn|info|debug", OPT_LOG, OFF(log_level), "default info"},
     {"help", NULL, OPT_HELP, 0, "show this help"},
     {"version", NULL, OPT_VERSION, 0, "show the version"},
