@@ -7,7 +7,6 @@
  * those helpers to each other. */
 #include "pbjson.h"
 
-#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -322,21 +321,14 @@ static void put_path(FILE *f, const struct path *p)
     if (p == NULL)
         return;
     put_path(f, p->up);
-    switch (p->kind) {
-    case PATH_FIELD:
-        if (is_identifier(p->key)) {
-            fprintf(f, "%s%s", p->up ? "." : "", p->key);
-            break;
-        }
-        /* fall through */
-    case PATH_KEY:
+    if (p->kind == PATH_INDEX) {
+        fprintf(f, "[%zu]", p->index);
+    } else if (p->kind == PATH_FIELD && is_identifier(p->key)) {
+        fprintf(f, "%s%s", p->up ? "." : "", p->key);
+    } else {
         fputc('[', f);
         put_quoted(f, p->key, strlen(p->key), SIZE_MAX);
         fputc(']', f);
-        break;
-    case PATH_INDEX:
-        fprintf(f, "[%zu]", p->index);
-        break;
     }
 }
 
@@ -798,17 +790,19 @@ static int parse_int(conv *c, const struct path *p, const json_t *j, ProtobufCTy
         break;
     }
     case JSON_REAL: {
-        double d = json_real_value(j);
-        if (d != trunc(d)) {
-            fail(c, p, false, "expected an integer, got %.17g", d);
-            return FAILED;
-        }
-        if (fabs(d) >= 18446744073709551616.0) {
+        /* Range first, so that the conversion is defined; then integral if it converts back
+         * unchanged. (No trunc(): batchproto does not link libm, and -O0 would call it.) */
+        double d = json_real_value(j), a = d < 0 ? -d : d;
+        if (!(a < 18446744073709551616.0)) {
             fail(c, p, false, "%.17g is out of range for %s", d, int_type_name(t));
             return FAILED;
         }
+        mag = (uint64_t)a;
+        if ((double)mag != a) {
+            fail(c, p, false, "expected an integer, got %.17g", d);
+            return FAILED;
+        }
         neg = d < 0;
-        mag = (uint64_t)fabs(d);
         break;
     }
     case JSON_STRING: {
@@ -871,7 +865,9 @@ static int parse_float(conv *c, const struct path *p, const json_t *j, bool sing
         *(double *)dst = d;
         return PARSED;
     }
-    if (isfinite(d) && fabs(d) > FLT_MAX) {
+    /* Out of range is what overflows as a float: printers write FLT_MAX as 3.4028235e+38,
+     * a little above it as a double, which must read back as FLT_MAX. */
+    if (isfinite(d) && isinf((float)d)) {
         fail(c, p, false, "%.17g is out of range for float", d);
         return FAILED;
     }
@@ -1916,25 +1912,33 @@ static json_t *print_any(conv *c, const ProtobufCMessage *m, const struct path *
         return NULL;
     }
     json_t *out = json_object(), *t = json_string(url);
-    int r = out && t && json_object_set_new(out, "@type", t) == 0 ? 0 : -1;
-    if (r < 0)
-        fail(c, p, false, "out of memory, or a type URL that is not UTF-8");
-    else if (wkt_of(d) != WKT_NONE) {
+    if (out == NULL || t == NULL) {
+        if (t == NULL)
+            fail(c, p, false, "type URL is not valid UTF-8");
+        json_decref(t);
+        goto fail;
+    }
+    if (json_object_set_new(out, "@type", t) < 0) { /* "@type" first, as protobuf prints it */
+        fail_oom(c, p);
+        goto fail;
+    }
+    if (wkt_of(d) != WKT_NONE) {
         struct path vp = {p, PATH_FIELD, "value", 0};
         json_t *v = print_message(c, inner, &vp, depth + 1);
-        r = v && json_object_set_new(out, "value", v) == 0 ? 0 : -1;
-    } else {
-        r = print_fields(c, inner, p, depth + 1, out);
+        if (v == NULL || json_object_set_new(out, "value", v) < 0) {
+            fail_oom(c, &vp);
+            goto fail;
+        }
+    } else if (print_fields(c, inner, p, depth + 1, out) < 0) {
+        goto fail;
     }
-    if (out == NULL)
-        json_decref(t);
     protobuf_c_message_free_unpacked(inner, NULL);
-    if (r < 0) {
-        fail_oom(c, p);
-        json_decref(out);
-        return NULL;
-    }
     return out;
+
+fail:
+    json_decref(out);
+    protobuf_c_message_free_unpacked(inner, NULL);
+    return NULL;
 }
 
 /* paths ["foo_bar", "baz.qux"] -> "fooBar,baz.qux". A path that would not read back the

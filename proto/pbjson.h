@@ -1,5 +1,14 @@
 /* The protobuf JSON mapping (https://protobuf.dev/programming-guides/proto3/#json) for any
- * protobuf-c message, driven by its descriptors, in both directions, over jansson values. */
+ * protobuf-c message, driven by its descriptors, in both directions, over jansson values.
+ *
+ * Well-known types take their special forms: Duration "1.5s", Timestamp RFC 3339 (printed in
+ * UTC with 0, 3, 6 or 9 fractional digits), Value/Struct/ListValue as plain JSON (through
+ * pbvalue), Any as {"@type": url, ...}. google.protobuf.FieldMask and the wrappers
+ * (Int32Value, ...) are not generated in this library; a program that links them gets their
+ * forms too, recognised by full name. 64-bit integers print as strings, bytes as standard
+ * base64, NaN and infinities as "NaN"/"Infinity"/"-Infinity", map keys as strings.
+ * proto2 messages work too: optional fields print when set (has_ or pointer), required
+ * fields must be present when parsing. Unknown fields kept from the wire are not printed. */
 #ifndef BATCHD_PBJSON_H
 #define BATCHD_PBJSON_H
 
@@ -23,7 +32,7 @@ typedef struct pbjson_options {
      * Parsing always accepts both. */
     bool original_names;
     /* Print: also fields without presence that hold their default value (0, "", false,
-     * the first enum value, [] and {}). Message fields, oneof members and proto2 optional
+     * the enum's zero value, [] and {}). Message fields, oneof members and proto2 optional
      * fields are printed only when set, as protobuf's always_print_fields_with_no_presence. */
     bool emit_defaults;
     /* Print: enum values as numbers instead of names. */
@@ -59,6 +68,8 @@ typedef struct pbjson_position {
  * (caller frees) that starts with the JSON path of the offending value, e.g.
  *   operations[3].timeout: invalid duration "5x" (expected e.g. "1.5s")
  * *err is NULL on success, and may be NULL on failure when memory ran out.
+ * Integers given as JSON numbers are limited to jansson's json_int_t (int64): a uint64 above
+ * INT64_MAX must be a string, as printers write it.
  * Field names may be given as lowerCamelCase or as in the .proto file. protobuf-c keeps no
  * json_name option: lowerCamelCase is always derived from the field name, as protoc does. */
 ProtobufCMessage *pbjson_parse(const ProtobufCMessageDescriptor *desc, const json_t *json,

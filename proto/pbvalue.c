@@ -25,7 +25,9 @@ static json_t *to_json(const Google__Protobuf__Value *v, int depth, const char *
             *why = "NaN and infinities are not JSON";
             return NULL;
         }
-        if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+        /* Range first, so that the cast is defined. (No floor(): batchproto does not link
+         * libm, and -O0 builds would call it.) */
+        if (fabs(d) <= 9007199254740992.0 && d == (double)(json_int_t)d)
             return json_integer((json_int_t)d);
         return json_real(d);
     }

@@ -15,10 +15,74 @@
 /* After the watchers and waiters were answered, calls still open get this long. */
 #define CANCEL_CALLS_AFTER_S 1.0
 
+/* Once per loop turn, in this order: the executor starts what it can (which may change
+ * batches), then the watchers get what they are owed. One prepare watcher for both, so
+ * that nothing the first does waits for an unrelated event to be seen by the second. */
 static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     app *a = container_of(w, app, flush);
+    exec_flush(a->exec);
     rpc_watch_flush(a);
+}
+
+/* An idempotency key's latest success. */
+typedef struct app_key {
+    char batch_id[BATCH_ID_LEN + 1];
+    uint32_t index;
+    int64_t created_ns;
+} app_key;
+
+void app_register_batch(app *a, batch *b)
+{
+    batch_register(&a->reg, b);
+    if (b->request_id && strmap_put(&a->requests, b->request_id, b) < 0)
+        log_warn("out of memory remembering request_id %s", b->request_id);
+}
+
+batch *app_find_request(app *a, const char *request_id)
+{
+    batch *b = strmap_get(&a->requests, request_id);
+    if (b && b->create_ns < pbtime_wall_ns() - a->cfg->idempotency_ttl_ns) {
+        strmap_remove(&a->requests, request_id); /* expired: the id may name a new batch */
+        return NULL;
+    }
+    return b;
+}
+
+int app_key_result(app *a, const char *key, grpc_slice *result)
+{
+    app_key *k = strmap_get(&a->keys, key);
+    if (k == NULL || k->created_ns < pbtime_wall_ns() - a->cfg->idempotency_ttl_ns)
+        return -1;
+    batch *b = batch_find(&a->reg, k->batch_id);
+    if (b == NULL || b->items == NULL || k->index >= b->total ||
+        b->items[k->index].state != BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED)
+        return -1;
+    *result = grpc_slice_ref(b->items[k->index].result);
+    return 0;
+}
+
+/* A recorded success under a client's idempotency key is remembered for reuse. */
+static void on_item_recorded(void *arg, batch *b, uint32_t index)
+{
+    app *a = arg;
+    const item *it = &b->items[index];
+    if (!it->has_key || it->reused || it->state != BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED)
+        return;
+    Batch__V1__Operation *op = batch_item_op(b, index);
+    if (op == NULL)
+        return;
+    app_key *k = strmap_get(&a->keys, op->idempotency_key);
+    if (k == NULL && (k = malloc(sizeof *k)) != NULL && strmap_put(&a->keys, op->idempotency_key, k) < 0) {
+        free(k);
+        k = NULL;
+    }
+    if (k) {
+        memcpy(k->batch_id, b->id, sizeof k->batch_id);
+        k->index = index;
+        k->created_ns = pbtime_wall_ns();
+    }
+    batch__v1__operation__free_unpacked(op, NULL);
 }
 
 static void on_rpc_stopped(void *arg)
@@ -128,12 +192,20 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
     }
     for (size_t i = 0; i < cfg->n_targets; i++)
         http_target_init(&a->targets[i], a->http, &cfg->targets[i]);
-    if ((a->exec = exec_new(loop, cfg, a->targets, cfg->n_targets, NULL, a)) == NULL) {
+    strmap_init(&a->requests);
+    strmap_init(&a->keys);
+    if ((a->store = store_memory_new(loop)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    static const exec_hooks hooks = {.item_ended = on_item_recorded};
+    if ((a->exec = exec_new(loop, cfg, a->targets, cfg->n_targets, a->store, &hooks, a)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
 
     rpc_batch_register(a);
+    rpc_submit_register(a);
     rpc_watch_register(a);
     rpc_health_register(a);
     if (cfg->reflection && rpc_reflection_register(a, err, errlen) < 0)
@@ -175,11 +247,18 @@ void app_free(app *a)
     }
     ev_async_stop(a->loop, &a->stop_request);
     ev_timer_stop(a->loop, &a->grace_timer);
-    /* Calls first (their handlers detach from batches), then the executor (it aborts
-     * transfers through the HTTP client), then the batches, then the client. */
+    /* Calls first (their handlers detach from batches); then the executor stops its
+     * transfers; then the store finishes its writes (their callbacks still reach the
+     * executor and the batches); then the batches, then the HTTP client. */
     rpc_server_free(a->rpc);
     rpc_reflection_free(a);
+    if (a->exec)
+        exec_abort_all(a->exec);
+    if (a->store)
+        store_close(a->store);
     exec_free(a->exec);
+    strmap_free(&a->requests, NULL);
+    strmap_free(&a->keys, free);
     batch_registry_free(&a->reg);
     http_client_free(a->http);
     free(a->targets);

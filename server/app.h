@@ -13,6 +13,8 @@
 #include "http.h"
 #include "list.h"
 #include "rpc.h"
+#include "store.h"
+#include "strmap.h"
 
 /* Methods served; each rpc_*.c file fills its entries. */
 enum app_method {
@@ -40,6 +42,9 @@ typedef struct app {
     const rpc_method *method_ptrs[APP_N_METHODS]; /* the served ones, packed */
     size_t n_methods;
     batch_registry reg;
+    store *store;
+    strmap requests;          /* request_id -> batch, while younger than --idempotency-ttl */
+    strmap keys;              /* idempotency_key -> app_key of its latest success */
     http_client *http;
     target *targets;
     exec *exec;
@@ -73,6 +78,14 @@ void app_stop(app *a);
 void app_request_stop(app *a);
 /* After ev_run returned. */
 void app_free(app *a);
+
+/* Registers a new batch: findable by id, and by request_id if it has one. */
+void app_register_batch(app *a, batch *b);
+/* The batch submitted with request_id within the TTL, or NULL. */
+batch *app_find_request(app *a, const char *request_id);
+/* The result of the latest success of an item with this idempotency key within the TTL:
+ * 0 with a new slice reference in *result, or -1 if none is in memory. */
+int app_key_result(app *a, const char *key, grpc_slice *result);
 
 /* Handlers' shared replies. */
 void app_fail_not_found(rpc_call *c, const char *batch_id);

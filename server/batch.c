@@ -128,32 +128,81 @@ static void unregister(batch_registry *r, batch *b)
     list_remove(&b->all_link);
 }
 
-batch *batch_new(batch_registry *r, uint32_t n)
+/* An empty batch shell; with_items allocates n PENDING items. */
+static batch *alloc_batch(uint32_t n, int with_items)
 {
     batch *b = calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    b->items = calloc(n ? n : 1, sizeof *b->items);
-    b->by_seq = calloc(n ? n : 1, sizeof *b->by_seq);
-    if (b->items == NULL || b->by_seq == NULL) {
-        free(b->items);
-        free(b->by_seq);
-        free(b);
-        return NULL;
+    if (with_items) {
+        b->items = calloc(n ? n : 1, sizeof *b->items);
+        b->by_seq = calloc(n ? n : 1, sizeof *b->by_seq);
+        if (b->items == NULL || b->by_seq == NULL) {
+            free(b->items);
+            free(b->by_seq);
+            free(b);
+            return NULL;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            b->items[i].state = BATCH__V1__ITEM_STATE__ITEM_STATE_PENDING;
+            b->items[i].result = grpc_empty_slice();
+        }
     }
-    make_id(r, b->id);
     b->state = BATCH__V1__BATCH_STATE__BATCH_STATE_PENDING;
     b->total = n;
     b->n_pending = n;
-    b->create_ns = pbtime_wall_ns();
-    for (uint32_t i = 0; i < n; i++) {
-        b->items[i].state = BATCH__V1__ITEM_STATE__ITEM_STATE_PENDING;
-        b->items[i].result = grpc_empty_slice();
-    }
     list_init(&b->retry_ready);
     list_init(&b->run_link);
     list_init(&b->observers);
     list_init(&b->all_link);
+    return b;
+}
+
+batch *batch_new(batch_registry *r, uint32_t n)
+{
+    batch *b = alloc_batch(n, 1);
+    if (b == NULL)
+        return NULL;
+    make_id(r, b->id);
+    b->create_ns = pbtime_wall_ns();
+    return b;
+}
+
+batch *batch_from_snapshot(grpc_slice snapshot, int with_items)
+{
+    Batch__V1__Batch *m = batch__v1__batch__unpack(NULL, GRPC_SLICE_LENGTH(snapshot),
+                                                   GRPC_SLICE_START_PTR(snapshot));
+    if (m == NULL || strlen(m->id) != BATCH_ID_LEN || m->counts == NULL || m->options == NULL) {
+        if (m)
+            batch__v1__batch__free_unpacked(m, NULL);
+        return NULL;
+    }
+    batch *b = alloc_batch(m->counts->total, with_items);
+    if (b == NULL)
+        goto done;
+    memcpy(b->id, m->id, BATCH_ID_LEN + 1);
+    b->state = m->state;
+    b->options = m->options; /* taken over: detached from m before m is freed */
+    m->options = NULL;
+    if (m->request_id[0])
+        b->request_id = strdup(m->request_id);
+    b->create_ns = m->create_time ? pbtime_timestamp_ns(m->create_time) : 0;
+    b->start_ns = m->start_time ? pbtime_timestamp_ns(m->start_time) : 0;
+    b->end_ns = m->end_time ? pbtime_timestamp_ns(m->end_time) : 0;
+    if (m->error) {
+        b->error_code = m->error->code;
+        b->error_message = strdup(m->error->message);
+    }
+    if (!with_items) { /* a summary keeps the counts it was stored with */
+        b->n_pending = m->counts->pending;
+        b->n_running = m->counts->running;
+        b->n_succeeded = m->counts->succeeded;
+        b->n_failed = m->counts->failed;
+        b->n_cancelled = m->counts->cancelled;
+        b->last_sequence = b->next_seq = m->last_sequence;
+    }
+done:
+    batch__v1__batch__free_unpacked(m, NULL);
     return b;
 }
 
@@ -168,16 +217,11 @@ void batch_free(batch *b)
         if (o->freed)
             o->freed(o, b);
     }
-    for (uint32_t i = 0; i < b->total; i++) {
-        free(b->items[i].op);
-        grpc_slice_unref(b->items[i].result);
-    }
+    batch_evict(b);
     if (b->snapshot_valid)
         grpc_slice_unref(b->snapshot);
     if (b->options)
         batch__v1__batch_options__free_unpacked(b->options, NULL);
-    free(b->items);
-    free(b->by_seq);
     free(b->request_id);
     free(b->error_message);
     free(b);
@@ -271,27 +315,51 @@ void batch_item_waiting(batch *b, uint32_t idx)
     }
 }
 
-void batch_item_ended(batch *b, uint32_t idx, int state, grpc_slice result)
+void batch_evict(batch *b)
+{
+    if (b->items == NULL)
+        return;
+    for (uint32_t i = 0; i < b->total; i++) {
+        free(b->items[i].op);
+        grpc_slice_unref(b->items[i].result);
+    }
+    free(b->items);
+    free(b->by_seq);
+    b->items = NULL;
+    b->by_seq = NULL;
+}
+
+void batch_item_finish(batch *b, uint32_t idx, int state, grpc_slice result)
 {
     item *it = &b->items[idx];
-    if (batch_item_state_ended(it->state)) { /* ended twice: keep the first result */
+    if (it->outcome) { /* finished twice: keep the first result */
         grpc_slice_unref(result);
         return;
     }
+    it->outcome = (uint8_t)state;
+    grpc_slice_unref(it->result);
+    it->result = result;
+    it->seq = (uint32_t)++b->next_seq;
+    b->by_seq[it->seq - 1] = idx;
+}
+
+int batch_all_finished(const batch *b) { return b->next_seq == b->total; }
+
+uint32_t batch_item_record_next(batch *b)
+{
+    uint32_t idx = b->by_seq[b->last_sequence];
+    item *it = &b->items[idx];
     if (it->state == BATCH__V1__ITEM_STATE__ITEM_STATE_RUNNING)
         b->n_running--;
     else
         b->n_pending--;
-    switch (state) {
+    switch (it->outcome) {
     case BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED: b->n_succeeded++; break;
     case BATCH__V1__ITEM_STATE__ITEM_STATE_FAILED: b->n_failed++; break;
     default: b->n_cancelled++; break;
     }
-    it->state = (uint8_t)state;
-    grpc_slice_unref(it->result);
-    it->result = result;
-    it->seq = (uint32_t)++b->last_sequence;
-    b->by_seq[it->seq - 1] = idx;
+    it->state = it->outcome;
+    b->last_sequence++;
 
     list_node *pos, *tmp;
     list_foreach_safe(pos, tmp, &b->observers) {
@@ -300,6 +368,7 @@ void batch_item_ended(batch *b, uint32_t idx, int state, grpc_slice result)
             o->item_ended(o, b, idx);
     }
     changed(b);
+    return idx;
 }
 
 void batch_end(batch *b, Batch__V1__BatchState state, int code, const char *why)

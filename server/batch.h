@@ -17,17 +17,25 @@
 
 struct attempt;
 
+/* An item ends in two steps: finished (its result is built and has a sequence number,
+ * the store is writing it) and recorded (the store said it is durable). Clients see only
+ * recorded results: state, counts and events change at the second step. */
 typedef struct item {
-    uint8_t state;          /* Batch__V1__ItemState; a retry waiting its turn is PENDING */
-    uint8_t target;         /* index into the configured targets */
+    uint8_t state;          /* Batch__V1__ItemState as clients see it; a retry waiting its
+                             * turn is PENDING, a finished item not yet recorded RUNNING/PENDING */
+    uint8_t target;         /* index into the configured targets; 255: not configured any more */
+    uint8_t outcome;        /* the ended state once finished, 0 before */
+    uint8_t reused;         /* the result came from an earlier success with its key */
+    uint8_t has_key;        /* the operation carries an idempotency_key */
     uint16_t attempts;      /* attempts started */
-    uint32_t seq;           /* sequence number once ended, else 0 */
+    uint32_t seq;           /* sequence number once finished, else 0 */
     uint8_t *op;            /* packed Operation, owned */
     uint32_t op_len;
-    int reused;             /* the result came from an earlier success with its key */
-    grpc_slice result;      /* packed ItemResult once ended (owned reference), else empty */
+    grpc_slice result;      /* packed ItemResult once finished (owned reference), else empty */
     struct attempt *att;    /* executor state while running or waiting for a retry */
 } item;
+
+#define ITEM_TARGET_GONE 255
 
 typedef struct batch batch;
 
@@ -51,15 +59,19 @@ struct batch {
 
     uint32_t total;
     uint32_t n_pending, n_running, n_succeeded, n_failed, n_cancelled;
-    uint64_t last_sequence;
+    uint64_t last_sequence;           /* recorded items: sequences 1..last_sequence */
+    uint64_t next_seq;                /* finished items (recorded or being written) */
     int64_t create_ns, start_ns, end_ns; /* wall clock; 0 = not yet */
-    item *items;
+    item *items;                      /* NULL once evicted: the store has them */
     uint32_t *by_seq;                 /* by_seq[s - 1] = index of the item with sequence s */
 
     int error_code;                   /* why it ended FAILED/CANCELLED (grpc status), 0 = none */
     char *error_message;
+    /* Decided by a cancel or stop_on_failure, applied when the last result is recorded. */
+    Batch__V1__BatchState end_state;  /* 0: the natural outcome */
 
     /* Executor state. */
+    struct exec *exec;                /* running it, once exec_run was called */
     uint32_t next_index;              /* first item never dispatched */
     list_node retry_ready;            /* attempts whose backoff is over, FIFO */
     uint32_t running;                 /* attempts in flight */
@@ -92,6 +104,11 @@ void batch_registry_free(batch_registry *r);
 /* A new, empty PENDING batch with a fresh id, holding n items (all PENDING, no op yet).
  * Not yet in the registry. NULL on ENOMEM. */
 batch *batch_new(batch_registry *r, uint32_t n);
+/* A batch rebuilt from a stored snapshot (packed Batch): id, state, options, times, counts,
+ * error. With items = 0 it is a summary (an ended batch whose items stay in the store);
+ * otherwise it holds total items, all PENDING, for recovery to fill. NULL if the snapshot
+ * does not unpack or on ENOMEM. */
+batch *batch_from_snapshot(grpc_slice snapshot, int items);
 /* Makes b findable. It must have a unique id. */
 void batch_register(batch_registry *r, batch *b);
 batch *batch_find(const batch_registry *r, const char *id);
@@ -113,9 +130,17 @@ void batch_start(batch *b);
 void batch_item_running(batch *b, uint32_t idx);
 /* Item idx went back to waiting for a retry. */
 void batch_item_waiting(batch *b, uint32_t idx);
-/* Item idx ended in state (SUCCEEDED, FAILED or CANCELLED) with its packed result, whose
- * reference is taken. Assigns the next sequence number and tells the observers. */
-void batch_item_ended(batch *b, uint32_t idx, int state, grpc_slice result);
+/* Item idx finished in state (SUCCEEDED, FAILED or CANCELLED) with its packed result, whose
+ * reference is taken, and sequence number b->next_seq + 1 (which the result carries).
+ * Nothing is visible to clients until batch_item_record_next. */
+void batch_item_finish(batch *b, uint32_t idx, int state, grpc_slice result);
+/* The next finished item in sequence order became durable: it ends for clients (state,
+ * counts, last_sequence) and the observers are told. Returns its index. */
+uint32_t batch_item_record_next(batch *b);
+/* Whether every item finished (results may still be being written). */
+int batch_all_finished(const batch *b);
+/* Frees the items of an ended batch, keeping its summary (the store has the rest). */
+void batch_evict(batch *b);
 /* Sets a terminal state (and end time) with an optional reason; tells the observers. */
 void batch_end(batch *b, Batch__V1__BatchState state, int code, const char *why);
 /* The terminal state the counts call for once every item ended. */

@@ -60,6 +60,9 @@ static const opt opts[] = {
     {"shutdown-grace", "DUR", OPT_DURATION, OFF(shutdown_grace_ns),
      "on SIGTERM/SIGINT, running items may finish for this long (default 10s)"},
     {"no-reflection", NULL, OPT_BOOL_OFF, OFF(reflection), "do not serve gRPC server reflection"},
+    {"idempotency-ttl", "DUR", OPT_DURATION, OFF(idempotency_ttl_ns),
+     "a request_id returns its batch, and an item's idempotency_key its earlier success, for this long "
+     "(default 24h)"},
     {"log-level", "error|warn|info|debug", OPT_LOG, OFF(log_level), "default info"},
     {"help", NULL, OPT_HELP, 0, "show this help"},
     {"version", NULL, OPT_VERSION, 0, "show the version"},

@@ -37,6 +37,7 @@ struct exec {
     const config *cfg;
     target *targets;
     size_t n_targets;
+    store *st;
     exec_hooks hooks;
     void *hooks_arg;
     list_node ring;                 /* batches that may have startable work */
@@ -45,7 +46,6 @@ struct exec {
     uint32_t inflight, peak;
     int draining;
     int kicked;
-    ev_prepare prepare;
     ev_timer rate_timer;
     uint64_t rng;
 };
@@ -65,6 +65,7 @@ static uint64_t next_random(exec *e)
 }
 
 static void kick(exec *e) { e->kicked = 1; }
+void exec_kick(exec *e) { kick(e); }
 
 static void ring_add(exec *e, batch *b)
 {
@@ -177,7 +178,7 @@ static void start_attempt(exec *e, batch *b, uint32_t idx, attempt *a)
 
 static enum try_result try_start(exec *e, batch *b, int64_t now, int64_t *wait_ns)
 {
-    if (b->state != BATCH__V1__BATCH_STATE__BATCH_STATE_RUNNING)
+    if (b->state != BATCH__V1__BATCH_STATE__BATCH_STATE_RUNNING || b->end_state)
         return TRY_EMPTY;
     attempt *ready = list_empty(&b->retry_ready) ? NULL
                                                  : container_of(b->retry_ready.next, attempt, link);
@@ -185,8 +186,7 @@ static enum try_result try_start(exec *e, batch *b, int64_t now, int64_t *wait_n
     if (ready) {
         idx = ready->idx;
     } else {
-        while (b->next_index < b->total &&
-               b->items[b->next_index].state != BATCH__V1__ITEM_STATE__ITEM_STATE_PENDING)
+        while (b->next_index < b->total && b->items[b->next_index].outcome)
             b->next_index++; /* ended before dispatch: recovered, reused or cancelled */
         if (b->next_index >= b->total)
             return TRY_EMPTY; /* retries in backoff bring the batch back when due */
@@ -194,6 +194,16 @@ static enum try_result try_start(exec *e, batch *b, int64_t now, int64_t *wait_n
     }
     if (b->running >= b->options->max_concurrency)
         return TRY_BLOCKED;
+    if (b->items[idx].target == ITEM_TARGET_GONE) {
+        /* Recovered after a restart that dropped its --target. */
+        if (!ready)
+            b->next_index++;
+        else
+            list_remove(&ready->link);
+        finish(e, b, idx, ready, NULL, BATCH__V1__ITEM_STATE__ITEM_STATE_FAILED, GRPC_STATUS_FAILED_PRECONDITION,
+               "its target is no longer configured in batchd", 1);
+        return TRY_STARTED;
+    }
     target *t = &e->targets[b->items[idx].target];
     if (t->cfg->max_concurrency && t->inflight >= t->cfg->max_concurrency)
         return TRY_BLOCKED;
@@ -219,7 +229,8 @@ static enum try_result try_start(exec *e, batch *b, int64_t now, int64_t *wait_n
 
 static void dispatch(exec *e)
 {
-    if (e->draining)
+    /* While the store cannot write, finishing more items would only pile up results. */
+    if (e->draining || !store_healthy(e->st))
         return;
     int64_t now = pbtime_mono_ns(), min_wait = INT64_MAX;
     for (;;) {
@@ -255,9 +266,8 @@ out:
     }
 }
 
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+void exec_flush(exec *e)
 {
-    exec *e = container_of(w, exec, prepare);
     if (e->kicked) {
         e->kicked = 0;
         dispatch(e);
@@ -334,7 +344,7 @@ static void on_done(target_call *tc)
             attempt_free(a);
             return;
         }
-        if (b->state == BATCH__V1__BATCH_STATE__BATCH_STATE_RUNNING) {
+        if (b->state == BATCH__V1__BATCH_STATE__BATCH_STATE_RUNNING && !b->end_state) {
             schedule_retry(e, a, r->retry_after_ns);
             return;
         }
@@ -356,10 +366,34 @@ static void on_done(target_call *tc)
     finish(e, b, a->idx, a, r, BATCH__V1__ITEM_STATE__ITEM_STATE_FAILED, code, msg, 1);
 }
 
-/* Records the item's result, frees its attempt, and ends the batch when it was the last
- * one (check_end) or stops it when stop_on_failure says so. */
+static void end_batch(exec *e, batch *b)
+{
+    ring_remove(e, b);
+    batch_end(b, b->end_state ? b->end_state : batch_outcome(b), 0, NULL);
+    store_put_summary(e->st, b, NULL, NULL);
+    if (e->hooks.batch_ended)
+        e->hooks.batch_ended(e->hooks_arg, b);
+}
+
+/* The store made the next result of b durable: it is now recorded for everyone. */
+static void on_recorded(void *arg, store_err err)
+{
+    batch *b = arg;
+    exec *e = b->exec;
+    if (err == STORE_OK) {
+        uint32_t idx = batch_item_record_next(b);
+        if (e->hooks.item_ended)
+            e->hooks.item_ended(e->hooks_arg, b, idx);
+        if (b->last_sequence == b->total && !batch_state_terminal(b->state))
+            end_batch(e, b);
+    }
+    batch_unref(b);
+}
+
+/* Builds the item's result, hands it to the store, frees its attempt, and stops the
+ * batch when stop_on_failure says so (check_stop). */
 static void finish(exec *e, batch *b, uint32_t idx, attempt *a, const target_response *resp,
-                   int state, grpc_status_code code, const char *msg, int check_end)
+                   int state, grpc_status_code code, const char *msg, int check_stop)
 {
     item *it = &b->items[idx];
     /* The id lives in the operation: the running attempt has it unpacked, others not. */
@@ -376,45 +410,43 @@ static void finish(exec *e, batch *b, uint32_t idx, attempt *a, const target_res
         .attempts = it->attempts,
         .start_ns = a ? a->start_ns : 0,
         .end_ns = pbtime_wall_ns(),
-        .sequence = b->last_sequence + 1,
+        .sequence = b->next_seq + 1,
     };
-    grpc_slice result = result_build(&in);
+    batch_item_finish(b, idx, state, result_build(&in));
+    /* A success is remembered under the client's key, so that it is not sent again. */
+    const char *key = state == BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED && op && op->idempotency_key[0]
+                          ? op->idempotency_key
+                          : NULL;
+    b->refs++; /* until on_recorded */
+    store_put_result(e->st, b, idx, key, on_recorded, b);
     char failed_id[129];
     snprintf(failed_id, sizeof failed_id, "%s", in.id);
     if (a)
         attempt_free(a);
     if (own_op)
         batch__v1__operation__free_unpacked(own_op, NULL);
-    batch_item_ended(b, idx, state, result);
-    if (e->hooks.item_ended)
-        e->hooks.item_ended(e->hooks_arg, b, idx);
-    if (!check_end || b->state != BATCH__V1__BATCH_STATE__BATCH_STATE_RUNNING)
-        return;
-    if (state == BATCH__V1__ITEM_STATE__ITEM_STATE_FAILED && b->options->stop_on_failure &&
-        b->last_sequence < b->total) {
+    if (check_stop && state == BATCH__V1__ITEM_STATE__ITEM_STATE_FAILED && b->options->stop_on_failure) {
         char why[768];
         snprintf(why, sizeof why, "stopped after item %s failed: %s", failed_id, msg ? msg : "");
         exec_cancel(e, b, BATCH__V1__BATCH_STATE__BATCH_STATE_FAILED, code, why);
-        return;
-    }
-    if (b->last_sequence == b->total) {
-        ring_remove(e, b);
-        batch_end(b, batch_outcome(b), 0, NULL);
-        if (e->hooks.batch_ended)
-            e->hooks.batch_ended(e->hooks_arg, b);
     }
 }
 
 void exec_cancel(exec *e, batch *b, Batch__V1__BatchState state, int code, const char *why)
 {
-    if (batch_state_terminal(b->state))
+    if (batch_state_terminal(b->state) || b->end_state || b->items == NULL || batch_all_finished(b))
         return;
+    b->exec = e; /* it may not have been run yet: a batch still being stored */
     ring_remove(e, b);
     char msg[768];
     snprintf(msg, sizeof msg, "%s", why ? why : "batch cancelled");
+    b->end_state = state;
+    b->error_code = code;
+    free(b->error_message);
+    b->error_message = strdup(msg);
     for (uint32_t i = 0; i < b->total; i++) {
         item *it = &b->items[i];
-        if (batch_item_state_ended(it->state))
+        if (it->outcome)
             continue;
         attempt *a = it->att;
         if (a && a->state == ATT_RUNNING) {
@@ -431,25 +463,24 @@ void exec_cancel(exec *e, batch *b, Batch__V1__BatchState state, int code, const
         finish(e, b, i, a, NULL, BATCH__V1__ITEM_STATE__ITEM_STATE_CANCELLED, GRPC_STATUS_CANCELLED,
                msg, 0);
     }
-    batch_end(b, state, code, msg);
-    if (e->hooks.batch_ended)
-        e->hooks.batch_ended(e->hooks_arg, b);
-    kick(e);
+    kick(e); /* the batch ends when the store has recorded the last of these */
 }
 
 void exec_run(exec *e, batch *b)
 {
-    if (b->state == BATCH__V1__BATCH_STATE__BATCH_STATE_PENDING)
+    b->exec = e;
+    if (b->state == BATCH__V1__BATCH_STATE__BATCH_STATE_PENDING) {
         batch_start(b);
+        store_put_summary(e->st, b, NULL, NULL);
+    }
     if (b->state != BATCH__V1__BATCH_STATE__BATCH_STATE_RUNNING)
         return;
-    if (b->last_sequence == b->total) { /* every item ended already (recovered) */
-        batch_end(b, batch_outcome(b), 0, NULL);
-        if (e->hooks.batch_ended)
-            e->hooks.batch_ended(e->hooks_arg, b);
+    if (b->last_sequence == b->total) { /* every item was recorded already (recovered) */
+        end_batch(e, b);
         return;
     }
-    ring_add(e, b);
+    if (!batch_all_finished(b))
+        ring_add(e, b);
 }
 
 void exec_drain(exec *e) { e->draining = 1; }
@@ -483,7 +514,7 @@ void exec_abort_all(exec *e)
 uint32_t exec_inflight(const exec *e) { return e->inflight; }
 uint32_t exec_peak_inflight(const exec *e) { return e->peak; }
 
-exec *exec_new(struct ev_loop *loop, const config *cfg, target *targets, size_t n_targets,
+exec *exec_new(struct ev_loop *loop, const config *cfg, target *targets, size_t n_targets, store *st,
                const exec_hooks *hooks, void *hooks_arg)
 {
     exec *e = calloc(1, sizeof *e);
@@ -493,6 +524,7 @@ exec *exec_new(struct ev_loop *loop, const config *cfg, target *targets, size_t 
     e->cfg = cfg;
     e->targets = targets;
     e->n_targets = n_targets;
+    e->st = st;
     if (hooks)
         e->hooks = *hooks;
     e->hooks_arg = hooks_arg;
@@ -500,9 +532,6 @@ exec *exec_new(struct ev_loop *loop, const config *cfg, target *targets, size_t 
     list_init(&e->live);
     if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng || e->rng == 0)
         e->rng = (uint64_t)pbtime_mono_ns() | 1;
-    ev_prepare_init(&e->prepare, on_prepare);
-    ev_prepare_start(loop, &e->prepare);
-    ev_unref(loop); /* the executor alone does not keep the loop running */
     ev_timer_init(&e->rate_timer, on_rate_timer, 0., 0.);
     return e;
 }
@@ -512,8 +541,6 @@ void exec_free(exec *e)
     if (e == NULL)
         return;
     exec_abort_all(e);
-    ev_ref(e->loop);
-    ev_prepare_stop(e->loop, &e->prepare);
     ev_timer_stop(e->loop, &e->rate_timer);
     free(e);
 }

@@ -13,27 +13,36 @@
 
 #include "batch.h"
 #include "config.h"
+#include "store.h"
 #include "target.h"
 
 typedef struct exec exec;
 
-/* Told of results as they are recorded (the store hooks in here). Optional. */
+/* Told of results once they are recorded (durable). Optional. */
 typedef struct exec_hooks {
     void (*item_ended)(void *arg, batch *b, uint32_t index);
     void (*batch_ended)(void *arg, batch *b);
 } exec_hooks;
 
-/* targets (n of them, borrowed) are indexed by item->target. */
-exec *exec_new(struct ev_loop *loop, const config *cfg, target *targets, size_t n_targets,
+/* targets (n of them, borrowed) are indexed by item->target; results are written to st
+ * (borrowed) and count as recorded when it says they are durable. */
+exec *exec_new(struct ev_loop *loop, const config *cfg, target *targets, size_t n_targets, store *st,
                const exec_hooks *hooks, void *hooks_arg);
+
+/* Starts what the limits allow, if anything changed since the last call. The owner calls
+ * it once per loop turn (from an ev_prepare), before flushing what watchers are owed. */
+void exec_flush(exec *e);
+/* Something outside changed (e.g. the store is healthy again): look at the queue again. */
+void exec_kick(exec *e);
 /* Every attempt must be over (exec_abort_all) before this. */
 void exec_free(exec *e);
 
-/* Starts running b (PENDING -> RUNNING). Items that already ended (recovered results)
- * are skipped. */
+/* Starts running b (PENDING -> RUNNING; the summary is stored). Items that already ended
+ * (recovered or reused results) are skipped. */
 void exec_run(exec *e, batch *b);
-/* Cancels what has not ended: pending items end CANCELLED, running ones are aborted and
- * end CANCELLED. The batch ends in state (CANCELLED or FAILED) with code/why as its error. */
+/* Cancels what has not finished: pending items end CANCELLED, running ones are aborted and
+ * end CANCELLED. Once the last result is recorded the batch ends in state (CANCELLED or
+ * FAILED) with code/why as its error. No effect on a batch whose items all finished. */
 void exec_cancel(exec *e, batch *b, Batch__V1__BatchState state, int code, const char *why);
 
 /* Shutdown, step 1: start nothing new (running attempts go on and are recorded; retries

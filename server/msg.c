@@ -73,8 +73,8 @@ grpc_byte_buffer *msg_submit_response(batch *b, int with_results, size_t budget)
     int truncated = 0;
     for (uint32_t i = 0; with_results && i < b->total; i++) {
         const item *it = &b->items[i];
-        if (it->seq == 0)
-            continue;
+        if (!batch_item_state_ended(it->state))
+            continue; /* not recorded (yet) */
         size_t len = GRPC_SLICE_LENGTH(it->result);
         if (used + len + 8 > budget) {
             truncated = 1;

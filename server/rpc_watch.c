@@ -257,7 +257,7 @@ static void results_pump(results_call *rc)
     batch *b = rc->b;
     while (rc->next < b->total) {
         const item *it = &b->items[rc->next++];
-        if (it->seq == 0 || (rc->state_filter && it->state != rc->state_filter))
+        if (!batch_item_state_ended(it->state) || (rc->state_filter && it->state != rc->state_filter))
             continue;
         rpc_call_send(&rc->base, msg_from_slice(it->result));
         return;

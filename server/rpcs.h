@@ -4,9 +4,12 @@
 
 #include "app.h"
 
-/* rpc_batch.c: SubmitBatch, GetBatch, ListBatches, CancelBatch. */
+/* rpc_batch.c: GetBatch, ListBatches. */
 void rpc_batch_register(app *a);
-/* Answers every SubmitBatch still waiting with its batch as it stands (shutdown). */
+
+/* rpc_submit.c: SubmitBatch, CancelBatch. */
+void rpc_submit_register(app *a);
+/* Answers every call still waiting for a batch with the batch as it stands (shutdown). */
 void rpc_batch_release_waiters(app *a);
 
 /* rpc_watch.c: WatchBatch, ListResults. */

@@ -342,10 +342,17 @@ size_t validate_request(const config *cfg, const Batch__V1__SubmitBatchRequest *
     while (cap < req->n_operations * 2)
         cap *= 2;
     idset ids = {calloc(cap, sizeof(char *)), cap - 1};
+    /* Two items with one key would each be "the" request the upstream deduplicates. */
+    idset keys = {calloc(cap, sizeof(char *)), cap - 1};
     char *index_ids = malloc(req->n_operations * 21 + 1); /* decimal indexes of id-less items */
     for (size_t i = 0; i < req->n_operations; i++) {
         const Batch__V1__Operation *op = req->operations[i];
         check_operation(cfg, st, op, i, target_of);
+        if (keys.slots && op->idempotency_key[0] && idset_add(&keys, op->idempotency_key)) {
+            char field[64];
+            snprintf(field, sizeof field, "operations[%zu].idempotency_key", i);
+            rpcstatus_field_violation(st, field, "the same key as another operation of this batch");
+        }
         if (ids.slots == NULL || index_ids == NULL)
             continue; /* no memory for the duplicate check; everything else still runs */
         const char *id = op->id;
@@ -360,6 +367,7 @@ size_t validate_request(const config *cfg, const Batch__V1__SubmitBatchRequest *
         }
     }
     free(ids.slots);
+    free(keys.slots);
     free(index_ids);
     return rpcstatus_violation_count(st) - before;
 }
