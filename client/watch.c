@@ -169,7 +169,9 @@ watch_end watch_follow(bctl *ctl, const watch_req *req, progress *pg, Batch__V1_
     do {
         rpcclient_status st = {0};
         rc = read_stream(&f, &st);
-        if (rc == STREAM_ENDED && f.final) /* how the stream closed after the final event does not matter */
+        /* The last terminal event is the final one only if the stream then ended with OK: a
+         * reconnect to an ended batch gets a terminal snapshot with replayed items to come. */
+        if (rc == STREAM_ENDED && f.final && st.code == GRPC_STATUS_OK)
             rc = WATCH_ENDED;
         else if (rc == STREAM_ENDED)
             rc = after_break(&f, &st);

@@ -8,7 +8,9 @@
 
 #include "log.h"
 #include "pbtime.h"
+#include "recover.h"
 #include "rpcs.h"
+#include "sweep.h"
 
 /* How often a draining server looks whether its running items are done. */
 #define DRAIN_POLL_S 0.02
@@ -23,6 +25,18 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     app *a = container_of(w, app, flush);
     exec_flush(a->exec);
     rpc_watch_flush(a);
+}
+
+/* Told by a durable store when its writes fail (retried meanwhile) and work again. */
+static void on_store_health(void *arg, int healthy)
+{
+    app *a = arg;
+    if (healthy) {
+        log_info("the store writes again: accepting batches");
+        exec_kick(a->exec);
+    } else {
+        log_error("the store cannot write: refusing new batches and pausing items until it can");
+    }
 }
 
 /* An idempotency key's latest success. */
@@ -49,17 +63,48 @@ batch *app_find_request(app *a, const char *request_id)
     return b;
 }
 
-int app_key_result(app *a, const char *key, grpc_slice *result)
+int app_key_lookup(app *a, const char *key, char batch_id[BATCH_ID_LEN + 1], uint32_t *index)
 {
     app_key *k = strmap_get(&a->keys, key);
     if (k == NULL || k->created_ns < pbtime_wall_ns() - a->cfg->idempotency_ttl_ns)
         return -1;
-    batch *b = batch_find(&a->reg, k->batch_id);
-    if (b == NULL || b->items == NULL || k->index >= b->total ||
-        b->items[k->index].state != BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED)
-        return -1;
-    *result = grpc_slice_ref(b->items[k->index].result);
+    memcpy(batch_id, k->batch_id, BATCH_ID_LEN + 1);
+    *index = k->index;
     return 0;
+}
+
+int app_remember_key(app *a, const char *key, const char *batch_id, uint32_t index, int64_t created_ns)
+{
+    app_key *k = strmap_get(&a->keys, key);
+    if (k == NULL) {
+        if ((k = malloc(sizeof *k)) == NULL)
+            return -1;
+        if (strmap_put(&a->keys, key, k) < 0) {
+            free(k);
+            return -1;
+        }
+    }
+    snprintf(k->batch_id, sizeof k->batch_id, "%s", batch_id);
+    k->index = index;
+    k->created_ns = created_ns;
+    return 0;
+}
+
+static int key_expired(void *value, void *arg)
+{
+    return ((app_key *)value)->created_ns < *(int64_t *)arg;
+}
+
+unsigned app_expire_keys(app *a, int64_t cutoff_ns)
+{
+    return (unsigned)strmap_sweep(&a->keys, key_expired, &cutoff_ns, free);
+}
+
+void app_forget_batch(app *a, batch *b)
+{
+    if (b->request_id && strmap_get(&a->requests, b->request_id) == b)
+        strmap_remove(&a->requests, b->request_id);
+    batch_release(&a->reg, b);
 }
 
 /* A recorded success under a client's idempotency key is remembered for reuse. */
@@ -72,16 +117,8 @@ static void on_item_recorded(void *arg, batch *b, uint32_t index)
     Batch__V1__Operation *op = batch_item_op(b, index);
     if (op == NULL)
         return;
-    app_key *k = strmap_get(&a->keys, op->idempotency_key);
-    if (k == NULL && (k = malloc(sizeof *k)) != NULL && strmap_put(&a->keys, op->idempotency_key, k) < 0) {
-        free(k);
-        k = NULL;
-    }
-    if (k) {
-        memcpy(k->batch_id, b->id, sizeof k->batch_id);
-        k->index = index;
-        k->created_ns = pbtime_wall_ns();
-    }
+    if (app_remember_key(a, op->idempotency_key, b->id, index, pbtime_wall_ns()) < 0)
+        log_warn("out of memory remembering idempotency key %s", op->idempotency_key);
     batch__v1__operation__free_unpacked(op, NULL);
 }
 
@@ -194,7 +231,16 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
         http_target_init(&a->targets[i], a->http, &cfg->targets[i]);
     strmap_init(&a->requests);
     strmap_init(&a->keys);
-    if ((a->store = store_memory_new(loop)) == NULL) {
+    if (cfg->data_dir) {
+        store_sqlite_opts so = {
+            .dir = cfg->data_dir,
+            .sync_full = cfg->sync == STORE_SYNC_FULL,
+            .health_changed = on_store_health,
+            .health_arg = a,
+        };
+        if ((a->store = store_sqlite_open(loop, &so, err, errlen)) == NULL)
+            goto fail;
+    } else if ((a->store = store_memory_new(loop)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -204,9 +250,13 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
         goto fail;
     }
 
+    if (recover_load(a, err, errlen) < 0)
+        goto fail;
+
     rpc_batch_register(a);
     rpc_submit_register(a);
     rpc_watch_register(a);
+    rpc_results_register(a);
     rpc_health_register(a);
     if (cfg->reflection && rpc_reflection_register(a, err, errlen) < 0)
         goto fail;
@@ -231,6 +281,8 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
     ev_async_init(&a->stop_request, on_stop_request);
     ev_async_start(loop, &a->stop_request); /* keeps ev_run going until shutdown completes */
     ev_timer_init(&a->grace_timer, on_grace, 0., 0.);
+    sweep_start(a);
+    recover_resume(a);
     return a;
 fail:
     app_free(a);
@@ -247,15 +299,16 @@ void app_free(app *a)
     }
     ev_async_stop(a->loop, &a->stop_request);
     ev_timer_stop(a->loop, &a->grace_timer);
-    /* Calls first (their handlers detach from batches); then the executor stops its
-     * transfers; then the store finishes its writes (their callbacks still reach the
-     * executor and the batches); then the batches, then the HTTP client. */
-    rpc_server_free(a->rpc);
-    rpc_reflection_free(a);
+    sweep_stop(a);
+    /* The executor stops its transfers; the store finishes its writes and reads (their
+     * callbacks still reach the executor, batches and calls); then the calls go (their
+     * handlers detach from batches); then the batches, then the HTTP client. */
     if (a->exec)
         exec_abort_all(a->exec);
     if (a->store)
         store_close(a->store);
+    rpc_server_free(a->rpc);
+    rpc_reflection_free(a);
     exec_free(a->exec);
     strmap_free(&a->requests, NULL);
     strmap_free(&a->keys, free);

@@ -61,6 +61,7 @@ typedef struct app {
 
     ev_async stop_request;    /* app_request_stop, from any thread */
     ev_timer grace_timer;     /* polls the running items while draining */
+    ev_timer sweep_timer;     /* retention, eviction, key expiry (sweep.c) */
     int64_t grace_end_ns;     /* monotonic end of the grace period */
     int exit_code;
 } app;
@@ -83,9 +84,15 @@ void app_free(app *a);
 void app_register_batch(app *a, batch *b);
 /* The batch submitted with request_id within the TTL, or NULL. */
 batch *app_find_request(app *a, const char *request_id);
-/* The result of the latest success of an item with this idempotency key within the TTL:
- * 0 with a new slice reference in *result, or -1 if none is in memory. */
-int app_key_result(app *a, const char *key, grpc_slice *result);
+/* The latest success of an item with this idempotency key within the TTL: 0 with where
+ * it is (batch id, item index), -1 if none. */
+int app_key_lookup(app *a, const char *key, char batch_id[BATCH_ID_LEN + 1], uint32_t *index);
+/* Remembers (or moves) key to the success of item index of batch_id. 0, or -1 on ENOMEM. */
+int app_remember_key(app *a, const char *key, const char *batch_id, uint32_t index, int64_t created_ns);
+/* Forgets keys remembered before cutoff_ns; returns how many. */
+unsigned app_expire_keys(app *a, int64_t cutoff_ns);
+/* Removes an ended batch from memory (its observers are told), and its request_id. */
+void app_forget_batch(app *a, batch *b);
 
 /* Handlers' shared replies. */
 void app_fail_not_found(rpc_call *c, const char *batch_id);

@@ -60,6 +60,14 @@ static const opt opts[] = {
     {"shutdown-grace", "DUR", OPT_DURATION, OFF(shutdown_grace_ns),
      "on SIGTERM/SIGINT, running items may finish for this long (default 10s)"},
     {"no-reflection", NULL, OPT_BOOL_OFF, OFF(reflection), "do not serve gRPC server reflection"},
+    {"data-dir", "DIR", OPT_STR, OFF(data_dir),
+     "keep batches, operations and results in SQLite under DIR, and resume unfinished batches "
+     "after a restart (default: in memory, lost when batchd stops)"},
+    {"sync", "full|normal", OPT_SYNC, OFF(sync),
+     "with --data-dir: fsync at every commit (full, default: nothing acknowledged is lost even on "
+     "power loss) or only at checkpoints (normal: survives a crash of batchd, not of the machine)"},
+    {"retention", "DUR", OPT_DURATION, OFF(retention_ns),
+     "ended batches and their results are deleted this long after they end (default 7d)"},
     {"idempotency-ttl", "DUR", OPT_DURATION, OFF(idempotency_ttl_ns),
      "a request_id returns its batch, and an item's idempotency_key its earlier success, for this long "
      "(default 24h)"},

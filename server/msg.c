@@ -59,6 +59,11 @@ grpc_byte_buffer *msg_event_item(const batch *b, uint32_t index)
     return event(it->seq, BATCH_EVENT_ITEM, it->result);
 }
 
+grpc_byte_buffer *msg_event_result(uint64_t seq, grpc_slice result)
+{
+    return event(seq, BATCH_EVENT_ITEM, result);
+}
+
 grpc_byte_buffer *msg_submit_response(batch *b, int with_results, size_t budget)
 {
     uint32_t ended = with_results ? (uint32_t)b->last_sequence : 0;
@@ -70,8 +75,9 @@ grpc_byte_buffer *msg_submit_response(batch *b, int with_results, size_t budget)
     size_t used = GRPC_SLICE_LENGTH(snap) + 8;
     parts[n++] = prefix(SUBMIT_RESPONSE_BATCH, GRPC_SLICE_LENGTH(snap));
     parts[n++] = snap;
-    int truncated = 0;
-    for (uint32_t i = 0; with_results && i < b->total; i++) {
+    /* An evicted batch's results are in the store only: ListResults streams them. */
+    int truncated = with_results && b->items == NULL && b->last_sequence > 0;
+    for (uint32_t i = 0; with_results && b->items && i < b->total; i++) {
         const item *it = &b->items[i];
         if (!batch_item_state_ended(it->state))
             continue; /* not recorded (yet) */

@@ -14,6 +14,8 @@ grpc_byte_buffer *msg_from_slice(grpc_slice s);
 grpc_byte_buffer *msg_event_batch(batch *b);
 /* BatchEvent{sequence = item's, item = its result}. */
 grpc_byte_buffer *msg_event_item(const batch *b, uint32_t index);
+/* BatchEvent{sequence = seq, item = result} for a result read back from the store. */
+grpc_byte_buffer *msg_event_result(uint64_t seq, grpc_slice result);
 /* SubmitBatchResponse{batch, results of ended items in input order while they fit in
  * budget bytes, results_truncated}. with_results = 0 leaves results out. */
 grpc_byte_buffer *msg_submit_response(batch *b, int with_results, size_t budget);

@@ -150,9 +150,19 @@ static void call_reap(rpc_call *c)
 
 static void call_maybe_reap(rpc_call *c)
 {
-    if (c->state == RPC_CALL_FINISHING && c->pending == 0)
+    if (c->state == RPC_CALL_FINISHING && c->pending == 0 && c->holds == 0)
         call_reap(c);
 }
+
+void rpc_call_hold(rpc_call *c) { c->holds++; }
+
+void rpc_call_release(rpc_call *c)
+{
+    c->holds--;
+    call_maybe_reap(c);
+}
+
+int rpc_call_active(const rpc_call *c) { return c->state == RPC_CALL_ACTIVE; }
 
 static int start_batch(rpc_call *c, const grpc_op *ops, size_t n, rpc_tag *tag)
 {
@@ -634,6 +644,7 @@ void rpc_server_free(rpc_server *s)
         rpc_call *c = container_of(pos, rpc_call, link);
         call_abandon(c);
         c->pending = 0;
+        c->holds = 0; /* whoever holds it is being torn down too */
         call_reap(c);
     }
     /* Completions still queued belong to requested calls: free them. */

@@ -61,6 +61,7 @@ struct rpc_call {
     int64_t deadline_mono_ns;    /* INT64_MAX when the client set none */
 
     int pending;                 /* operation batches in gRPC's hands */
+    int holds;                   /* rpc_call_hold: work elsewhere that will come back to it */
     int close_cancelled;         /* RECV_CLOSE_ON_SERVER said the call was cancelled */
     int closed;                  /* RECV_CLOSE_ON_SERVER completed */
     int initial_md_sent;
@@ -113,6 +114,13 @@ void rpc_call_finish(rpc_call *c, const rpcstatus *st, grpc_byte_buffer *last);
 /* rpc_call_finish with a fresh status carrying ErrorInfo{reason}. */
 void rpc_call_fail(rpc_call *c, grpc_status_code code, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Keeps c allocated while something outside gRPC (e.g. a store read) will call back with
+ * it; every hold is paired with a release, after which c may be freed. A held call may
+ * have ended meanwhile: check rpc_call_active before using it. */
+void rpc_call_hold(rpc_call *c);
+void rpc_call_release(rpc_call *c);
+int rpc_call_active(const rpc_call *c);
+
 /* Value of a request header (lowercase key), or NULL. */
 const char *rpc_call_header(const rpc_call *c, const char *key, size_t *len);
 

@@ -36,12 +36,20 @@ typedef struct wait_call {
     list_node link;   /* app->waiters while waiting */
 } wait_call;
 
-/* The context of a put_batch in flight: the submitting call may be gone by the time it
- * completes, the batch is not (it holds a reference). */
-typedef struct stored_ctx {
+/* A batch on its way to the store: first the reads of earlier successes its item keys
+ * reuse (when they are only in the store), then put_batch. The submitting call may be
+ * gone by the time these complete; the batch is not (this holds a reference). */
+typedef struct submit_prep {
     app *a;
     batch *b;
-} stored_ctx;
+    unsigned reads;   /* key reads in flight */
+} submit_prep;
+
+typedef struct key_read {
+    submit_prep *p;
+    uint32_t index;   /* the item that may reuse */
+    uint32_t source;  /* the index of the earlier success in its batch */
+} key_read;
 
 static void wait_detach(wait_call *w)
 {
@@ -246,25 +254,73 @@ static grpc_slice reuse_result(grpc_slice earlier, const char *id, uint32_t inde
     return s;
 }
 
-/* Items whose key already succeeded end now with that result. Only results still in
- * memory are reused; see app_key_result. */
-static void reuse_keys(app *a, batch *b, const Batch__V1__SubmitBatchRequest *r)
+/* Item index ends now with the earlier success `earlier` (a packed ItemResult). */
+static void reuse(batch *b, uint32_t index, grpc_slice earlier)
 {
+    if (b->items[index].outcome)
+        return;
+    Batch__V1__Operation *op = batch_item_op(b, index);
+    char idbuf[129];
+    grpc_slice s = op ? reuse_result(earlier, batch_item_id(op, index, idbuf), index, b->next_seq + 1)
+                      : grpc_empty_slice();
+    if (op)
+        batch__v1__operation__free_unpacked(op, NULL);
+    if (GRPC_SLICE_LENGTH(s) == 0)
+        return; /* cannot be reused: the item runs */
+    b->items[index].reused = 1;
+    batch_item_finish(b, index, BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED, s);
+}
+
+static void on_stored(void *arg, store_err err);
+
+static void prep_store(submit_prep *p)
+{
+    store_put_batch(p->a->store, p->b, on_stored, p);
+}
+
+static void on_key_read(void *arg, store_err err, store_result *v, size_t n)
+{
+    key_read *kr = arg;
+    submit_prep *p = kr->p;
+    if (err == STORE_OK && n == 1 && v[0].index == kr->source &&
+        v[0].state == BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED)
+        reuse(p->b, kr->index, v[0].result);
+    for (size_t i = 0; i < n; i++)
+        grpc_slice_unref(v[i].result);
+    free(kr);
+    if (--p->reads == 0)
+        prep_store(p);
+}
+
+/* Items whose key already succeeded end with that result: at once when it is in memory,
+ * else after reading it from the store. The batch is stored when all of this is done. */
+static void reuse_keys(submit_prep *p, const Batch__V1__SubmitBatchRequest *r)
+{
+    app *a = p->a;
+    batch *b = p->b;
+    p->reads = 1; /* held until every read is issued */
     for (size_t i = 0; i < r->n_operations; i++) {
-        const Batch__V1__Operation *op = r->operations[i];
-        if (op->idempotency_key[0] == '\0')
+        const char *key = r->operations[i]->idempotency_key;
+        char id[BATCH_ID_LEN + 1];
+        uint32_t source;
+        if (key[0] == '\0' || app_key_lookup(a, key, id, &source) < 0)
             continue;
-        grpc_slice earlier;
-        if (app_key_result(a, op->idempotency_key, &earlier) < 0)
+        batch *earlier = batch_find(&a->reg, id);
+        if (earlier && earlier->items) {
+            if (source < earlier->total &&
+                earlier->items[source].state == BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED)
+                reuse(b, (uint32_t)i, earlier->items[source].result);
             continue;
-        char idbuf[129];
-        grpc_slice s = reuse_result(earlier, batch_item_id(op, (uint32_t)i, idbuf), (uint32_t)i, b->next_seq + 1);
-        grpc_slice_unref(earlier);
-        if (GRPC_SLICE_LENGTH(s) == 0)
-            continue;
-        b->items[i].reused = 1;
-        batch_item_finish(b, (uint32_t)i, BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED, s);
+        }
+        key_read *kr = malloc(sizeof *kr);
+        if (kr == NULL)
+            continue; /* the item runs: an upstream that honours its key deduplicates it */
+        *kr = (key_read){p, (uint32_t)i, source};
+        p->reads++;
+        store_read_results(a->store, id, source, 0, BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED, 1, on_key_read, kr);
     }
+    if (--p->reads == 0)
+        prep_store(p);
 }
 
 /* Builds the batch (not yet registered); NULL on ENOMEM. */
@@ -299,15 +355,15 @@ fail:
 /* The batch is durable: reused results count as recorded, and it runs. */
 static void on_stored(void *arg, store_err err)
 {
-    stored_ctx *ctx = arg;
-    batch *b = ctx->b;
+    submit_prep *p = arg;
+    batch *b = p->b;
     if (err == STORE_OK) {
         while (b->last_sequence < b->next_seq)
             batch_item_record_next(b);
-        exec_run(ctx->a->exec, b);
+        exec_run(p->a->exec, b);
     }
     batch_unref(b);
-    free(ctx);
+    free(p);
 }
 
 static int attach_to_earlier(wait_call *w, app *a, const Batch__V1__SubmitBatchRequest *r, const uint8_t fp[32],
@@ -382,20 +438,19 @@ static void submit_start(rpc_call *c, grpc_byte_buffer *req)
         goto done;
     }
     batch *b = build_batch(a, r, target_of, fp);
-    stored_ctx *ctx = b ? malloc(sizeof *ctx) : NULL;
-    if (ctx == NULL) {
+    submit_prep *p = b ? malloc(sizeof *p) : NULL;
+    if (p == NULL) {
         batch_free(b);
         rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "out of memory creating the batch");
         goto done;
     }
-    reuse_keys(a, b, r);
     app_register_batch(a, b);
     log_debug("batch %s accepted: %u items", b->id, b->total);
-    *ctx = (stored_ctx){a, b};
+    *p = (submit_prep){a, b, 0};
     b->refs++; /* until on_stored */
-    store_put_batch(a->store, b, on_stored, ctx);
     w->sync = sync;
     wait_for(w, b, sync ? WAIT_ENDED : WAIT_STORED);
+    reuse_keys(p, r); /* then the batch is stored */
 done:
     rpcstatus_free(st);
     free(target_of);

@@ -1,4 +1,4 @@
-/* WatchBatch and ListResults: server streams fed from the batch's stored results.
+/* WatchBatch: a server stream fed from the batch's stored results.
  *
  * A watcher never queues events. It keeps a cursor (the next item sequence to send) and a
  * "progress changed" mark, has at most one message in flight, and when that message has
@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "msg.h"
+#include "pager.h"
 #include "pbtime.h"
 #include "rpcs.h"
 
@@ -34,6 +35,8 @@ typedef struct watch_call {
     int64_t last_progress_ns;   /* monotonic, of the last progress event sent */
     int progress_dirty;         /* the batch changed since the last progress event */
     ev_timer interval;          /* wakes a watcher held back by min_interval */
+    int paging;                 /* replaying items from the store (they left memory) */
+    pager pg;
     list_node link;             /* app->watchers */
     list_node dirty;            /* app->dirty_watchers */
 } watch_call;
@@ -60,6 +63,8 @@ static void detach(watch_call *w)
     w->b = NULL;
 }
 
+static void on_page_ready(pager *p);
+
 /* Sends the next message, if any is due and none is in flight. */
 static void pump(watch_call *w)
 {
@@ -68,10 +73,34 @@ static void pump(watch_call *w)
     if (w->state != WATCH_LIVE || rpc_call_sending(&w->base))
         return;
     if (w->include_items && w->next_seq <= b->last_sequence) {
-        uint32_t idx = b->by_seq[w->next_seq - 1];
-        w->next_seq++;
-        rpc_call_send(&w->base, msg_event_item(b, idx));
-        return;
+        if (b->items) {
+            uint32_t idx = b->by_seq[w->next_seq - 1];
+            w->next_seq++;
+            rpc_call_send(&w->base, msg_event_item(b, idx));
+            return;
+        }
+        /* The items left memory (the batch ended): replay them from the store. */
+        if (!w->paging) {
+            w->paging = 1;
+            pager_init(&w->pg, a->store, &w->base, b->id, 1, 0, (uint32_t)(w->next_seq - 1), on_page_ready);
+        }
+        store_result r;
+        int got = pager_next(&w->pg, &r);
+        if (got == 0)
+            return; /* on_page_ready follows */
+        if (got == 1) {
+            w->next_seq = r.seq + 1;
+            rpc_call_send(&w->base, msg_event_result(r.seq, r.result));
+            grpc_slice_unref(r.result);
+            return;
+        }
+        if (w->pg.err) {
+            detach(w);
+            rpc_call_fail(&w->base, GRPC_STATUS_INTERNAL, "STORE_READ_FAILED",
+                          "reading results from the store failed: %s", store_strerror(w->pg.err));
+            return;
+        }
+        w->next_seq = b->last_sequence + 1; /* the store has nothing more to replay */
     }
     int ended = batch_state_terminal(b->state);
     if (!w->progress_dirty && !ended)
@@ -90,6 +119,13 @@ static void pump(watch_call *w)
     if (ended)
         w->state = WATCH_FINAL; /* the terminal snapshot is the last event */
     rpc_call_send(&w->base, msg_event_batch(b));
+}
+
+static void on_page_ready(pager *p)
+{
+    watch_call *w = (watch_call *)((char *)p - offsetof(watch_call, pg));
+    if (w->state == WATCH_LIVE && !rpc_call_sending(&w->base))
+        pump(w);
 }
 
 static void on_item_ended(batch_observer *o, batch *b, uint32_t index)
@@ -132,6 +168,13 @@ static void watch_sent(rpc_call *c, int ok)
 }
 
 static void watch_cancelled(rpc_call *c) { detach((watch_call *)c); }
+
+static void watch_destroy(rpc_call *c)
+{
+    watch_call *w = (watch_call *)c;
+    if (w->paging)
+        pager_clear(&w->pg);
+}
 
 static void watch_start(rpc_call *c, grpc_byte_buffer *req)
 {
@@ -242,71 +285,6 @@ void rpc_watch_release_all(app *a)
     }
 }
 
-/* ---- ListResults -------------------------------------------------------------------- */
-
-typedef struct results_call {
-    rpc_call base;
-    batch *b;
-    batch_observer obs;   /* only to learn that the batch goes away */
-    uint32_t next;        /* next index to look at */
-    int state_filter;     /* 0: all */
-} results_call;
-
-static void results_pump(results_call *rc)
-{
-    batch *b = rc->b;
-    while (rc->next < b->total) {
-        const item *it = &b->items[rc->next++];
-        if (!batch_item_state_ended(it->state) || (rc->state_filter && it->state != rc->state_filter))
-            continue;
-        rpc_call_send(&rc->base, msg_from_slice(it->result));
-        return;
-    }
-    batch_unobserve(&rc->obs);
-    rc->b = NULL;
-    rpc_call_finish(&rc->base, NULL, NULL);
-}
-
-static void results_sent(rpc_call *c, int ok)
-{
-    results_call *rc = (results_call *)c;
-    if (ok && rc->b)
-        results_pump(rc);
-}
-
-static void results_freed(batch_observer *o, batch *b)
-{
-    results_call *rc = container_of(o, results_call, obs);
-    rc->b = NULL;
-    rpc_call_fail(&rc->base, GRPC_STATUS_ABORTED, "BATCH_REMOVED", "batch %s was removed", b->id);
-}
-
-static void results_cancelled(rpc_call *c)
-{
-    results_call *rc = (results_call *)c;
-    batch_unobserve(&rc->obs);
-    rc->b = NULL;
-}
-
-static void results_start(rpc_call *c, grpc_byte_buffer *req)
-{
-    results_call *rc = (results_call *)c;
-    list_init(&rc->obs.link);
-    Batch__V1__ListResultsRequest *r =
-        (Batch__V1__ListResultsRequest *)rpc_unpack_request(c, &batch__v1__list_results_request__descriptor, req);
-    if (r == NULL)
-        return;
-    batch *b = rpc_find_batch(c, r->batch_id);
-    if (b) {
-        rc->b = b;
-        rc->state_filter = r->state;
-        rc->obs.freed = results_freed;
-        batch_observe(b, &rc->obs);
-        results_pump(rc);
-    }
-    batch__v1__list_results_request__free_unpacked(r, NULL);
-}
-
 void rpc_watch_register(app *a)
 {
     a->methods[APP_WATCH_BATCH] = (rpc_method){
@@ -315,12 +293,6 @@ void rpc_watch_register(app *a)
         .start = watch_start,
         .sent = watch_sent,
         .cancelled = watch_cancelled,
-    };
-    a->methods[APP_LIST_RESULTS] = (rpc_method){
-        .path = "/batch.v1.BatchService/ListResults",
-        .call_size = sizeof(results_call),
-        .start = results_start,
-        .sent = results_sent,
-        .cancelled = results_cancelled,
+        .destroy = watch_destroy,
     };
 }

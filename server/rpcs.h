@@ -12,7 +12,10 @@ void rpc_submit_register(app *a);
 /* Answers every call still waiting for a batch with the batch as it stands (shutdown). */
 void rpc_batch_release_waiters(app *a);
 
-/* rpc_watch.c: WatchBatch, ListResults. */
+/* rpc_results.c: ListResults. */
+void rpc_results_register(app *a);
+
+/* rpc_watch.c: WatchBatch. */
 void rpc_watch_register(app *a);
 /* Sends what the watchers marked dirty since the last loop turn. */
 void rpc_watch_flush(app *a);

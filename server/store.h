@@ -5,12 +5,16 @@
  * Threading: every function here is called on the loop thread, and every callback runs
  * on the loop thread. An engine does its I/O elsewhere; it must not block the loop.
  *
- * Ordering: writes complete in the order they were submitted. Results of one batch are
- * therefore durable in sequence order, so the durable results of a batch always form a
- * prefix 1..n of its sequence numbers — what lets watchers resume across a crash.
+ * Ordering: writes of one batch complete in the order they were submitted. Results of one
+ * batch are therefore durable in sequence order, so the durable results of a batch always
+ * form a prefix 1..n of its sequence numbers — what lets watchers resume across a crash.
+ * Writes of different batches may complete out of submission order: SQLite writes a large
+ * put_batch over several transactions and lets other batches' results pass it. [store_sqlite]
  *
  * What the engine reads from the loop's objects: a write copies or references (slices)
- * everything it needs before it returns; it never touches a batch afterwards. */
+ * everything it needs before it returns; it never touches a batch afterwards — except
+ * that put_batch may read the (immutable) items[i].op from its own thread while it holds
+ * a b->refs reference, dropped on the loop thread after done. [store_sqlite] */
 #ifndef BATCHD_STORE_H
 #define BATCHD_STORE_H
 
@@ -52,7 +56,8 @@ typedef void (*store_read_fn)(void *arg, store_err err, store_result *v, size_t 
 
 /* What recovery hands back for one stored batch. */
 typedef struct store_loaded {
-    grpc_slice snapshot;      /* packed Batch as last stored (counts may lag the results) */
+    grpc_slice snapshot;      /* packed Batch as last stored (counts may lag the results);
+                               * borrowed: valid during the callback (ref it to keep it) */
     const char *request_id;   /* NULL if none */
     const uint8_t *fingerprint; /* 32 bytes; valid during the callback */
     int ended;                /* ended batches come without ops and results */

@@ -75,18 +75,15 @@ int strmap_put(strmap *m, const char *key, void *value)
     return 0;
 }
 
-void *strmap_remove(strmap *m, const char *key)
+/* Empties slot i and shifts back the entries of the probe run that follows it, so none
+ * becomes unreachable. Returns the value that was there. */
+static void *remove_at(strmap *m, size_t i)
 {
-    if (m->cap == 0)
-        return NULL;
-    size_t mask = m->cap - 1, i = find(m, key);
-    if (m->slots[i].key == NULL)
-        return NULL;
+    size_t mask = m->cap - 1;
     void *value = m->slots[i].value;
     free(m->slots[i].key);
     m->slots[i].key = NULL;
     m->count--;
-    /* Shift back the entries of the probe run that follows, so none becomes unreachable. */
     for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
         size_t home = hash(m->slots[j].key) & mask;
         /* j's entry may move to i when its home is not within (i, j] cyclically. */
@@ -97,4 +94,30 @@ void *strmap_remove(strmap *m, const char *key)
         }
     }
     return value;
+}
+
+size_t strmap_sweep(strmap *m, int (*drop)(void *value, void *arg), void *arg, void (*free_value)(void *))
+{
+    size_t n = 0;
+    /* A removal may shift a later entry into slot i: look at slot i again after it. An
+     * entry shifted in from a wrapped-around slot was seen already and is kept again. */
+    for (size_t i = 0; i < m->cap;) {
+        if (m->slots[i].key && drop(m->slots[i].value, arg)) {
+            void *v = remove_at(m, i);
+            if (free_value)
+                free_value(v);
+            n++;
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
+void *strmap_remove(strmap *m, const char *key)
+{
+    if (m->cap == 0)
+        return NULL;
+    size_t i = find(m, key);
+    return m->slots[i].key ? remove_at(m, i) : NULL;
 }

@@ -23,6 +23,9 @@ void *strmap_get(const strmap *m, const char *key);
 int strmap_put(strmap *m, const char *key, void *value);
 /* Removes key; returns its value or NULL. */
 void *strmap_remove(strmap *m, const char *key);
+/* Removes every entry for which drop(value, arg) returns nonzero, passing its value to
+ * free_value (may be NULL). Returns how many went. */
+size_t strmap_sweep(strmap *m, int (*drop)(void *value, void *arg), void *arg, void (*free_value)(void *));
 size_t strmap_count(const strmap *m);
 
 #endif

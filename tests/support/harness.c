@@ -22,6 +22,55 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+static void start_app(harness *h)
+{
+    char err[256];
+    h->loop = ev_loop_new(EVFLAG_AUTO);
+    h->app = app_new(h->loop, &h->cfg, err, sizeof err);
+    cr_assert_not_null(h->app, "batchd did not start: %s", err);
+    snprintf(h->addr, sizeof h->addr, "127.0.0.1:%d", app_port(h->app));
+    cr_assert_eq(pthread_create(&h->thread, NULL, loop_main, h), 0);
+    h->running = 1;
+    h->client = rpcclient_new(h->addr);
+}
+
+static void stop_app(harness *h)
+{
+    rpcclient_free(h->client);
+    h->client = NULL;
+    if (h->running) {
+        app_request_stop(h->app);
+        pthread_join(h->thread, NULL);
+        h->running = 0;
+    }
+    app_free(h->app);
+    h->app = NULL;
+    ev_loop_destroy(h->loop);
+    h->loop = NULL;
+}
+
+void h_restart(harness *h)
+{
+    stop_app(h);
+    start_app(h);
+}
+
+char *h_tempdir(void)
+{
+    char *d = strdup("/tmp/batchd-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(d));
+    return d;
+}
+
+void h_rmdir(char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        cr_log_warn("could not remove %s", dir);
+    free(dir);
+}
+
 static harness *start(const char *const *args, int with_upstream)
 {
     harness *h = calloc(1, sizeof *h);
@@ -51,13 +100,7 @@ static harness *start(const char *const *args, int with_upstream)
     char err[256];
     cr_assert_eq(config_finish(&h->cfg, err, sizeof err), 0, "config: %s", err);
     log_set_level(h->cfg.log_level);
-    h->loop = ev_loop_new(EVFLAG_AUTO);
-    h->app = app_new(h->loop, &h->cfg, err, sizeof err);
-    cr_assert_not_null(h->app, "batchd did not start: %s", err);
-    snprintf(h->addr, sizeof h->addr, "127.0.0.1:%d", app_port(h->app));
-    cr_assert_eq(pthread_create(&h->thread, NULL, loop_main, h), 0);
-    h->running = 1;
-    h->client = rpcclient_new(h->addr);
+    start_app(h);
     return h;
 }
 
@@ -68,13 +111,7 @@ void h_request_stop(harness *h) { app_request_stop(h->app); }
 
 void h_stop(harness *h)
 {
-    rpcclient_free(h->client);
-    if (h->running) {
-        app_request_stop(h->app);
-        pthread_join(h->thread, NULL);
-    }
-    app_free(h->app);
-    ev_loop_destroy(h->loop);
+    stop_app(h);
     config_free(&h->cfg);
     if (h->up)
         upstream_stop(h->up);

@@ -39,6 +39,12 @@ harness *h_start(const char *const *args);
 harness *h_start_server(const char *const *args);
 /* Graceful stop (as SIGTERM), join, free everything. */
 void h_stop(harness *h);
+/* Stops batchd gracefully and starts it again with the same flags (same --data-dir), on a
+ * new port; the upstream stays. h->client is replaced. */
+void h_restart(harness *h);
+/* A fresh temporary directory (removed by h_rmdir). */
+char *h_tempdir(void);
+void h_rmdir(char *dir);
 /* Asks for a graceful stop and returns at once; h_stop completes it. */
 void h_request_stop(harness *h);
 
