@@ -191,6 +191,17 @@ void app_fail_not_found(rpc_call *c, const char *batch_id)
     rpcstatus_free(st);
 }
 
+void app_fail_no_memory(rpc_call *c, const char *what)
+{
+    rpcstatus *st = rpcstatus_new(GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory %s", what);
+    if (st) {
+        rpcstatus_retry_after(st, PBTIME_NS_PER_SEC);
+        rpcstatus_error_info(st, "OUT_OF_MEMORY");
+    }
+    rpc_call_finish(c, st, NULL);
+    rpcstatus_free(st);
+}
+
 void app_fail_draining(rpc_call *c)
 {
     rpcstatus *st = rpcstatus_new(GRPC_STATUS_UNAVAILABLE, "batchd is shutting down; retry on another instance or later");
@@ -266,9 +277,12 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
         a->methods[i].arg = a;
         a->method_ptrs[a->n_methods++] = &a->methods[i];
     }
+    /* gRPC's own limit sits a quarter above ours, so that requests just over the limit get
+     * batchd's answer with details (rpc_unpack_request) rather than gRPC's bare one. */
+    size_t core_limit = cfg->max_request_bytes + cfg->max_request_bytes / 4;
     rpc_server_opts o = {
         .listen = cfg->listen,
-        .max_receive_bytes = cfg->max_request_bytes,
+        .max_receive_bytes = core_limit > INT32_MAX ? INT32_MAX : core_limit,
         .methods = a->method_ptrs,
         .n_methods = a->n_methods,
     };

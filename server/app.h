@@ -97,5 +97,8 @@ void app_forget_batch(app *a, batch *b);
 /* Handlers' shared replies. */
 void app_fail_not_found(rpc_call *c, const char *batch_id);
 void app_fail_draining(rpc_call *c);
+/* RESOURCE_EXHAUSTED for a request refused for want of memory before anything was created:
+ * retrying later may work, so the answer carries RetryInfo. */
+void app_fail_no_memory(rpc_call *c, const char *what);
 
 #endif

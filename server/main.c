@@ -44,27 +44,33 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 1;
     }
+    /* Signal watchers first: a SIGTERM that comes while the server starts (it already
+     * listens) is then a graceful stop once the loop runs, never a kill. */
+    ev_signal sigterm, sigint;
+    ev_signal_init(&sigterm, on_signal, SIGTERM);
+    ev_signal_init(&sigint, on_signal, SIGINT);
+    ev_signal_start(loop, &sigterm);
+    ev_signal_start(loop, &sigint);
+    ev_unref(loop);
+    ev_unref(loop); /* signal watchers alone do not keep the loop running */
+
     app *a = app_new(loop, &cfg, err, sizeof err);
     if (a == NULL) {
         log_error("%s", err);
+        ev_ref(loop);
+        ev_ref(loop);
+        ev_signal_stop(loop, &sigterm);
+        ev_signal_stop(loop, &sigint);
         ev_loop_destroy(loop);
         config_free(&cfg);
         return 1;
     }
+    sigterm.data = sigint.data = a;
     log_info("batchd %s listening on %s (port %d), %zu target%s, store: %s", BATCHD_VERSION, cfg.listen,
              app_port(a), cfg.n_targets, cfg.n_targets == 1 ? "" : "s",
              cfg.data_dir ? cfg.data_dir : "in memory (batches are lost when batchd stops)");
     for (size_t i = 0; i < cfg.n_targets; i++)
         log_info("target %s%s = %s", cfg.targets[i].name, i == 0 ? " (default)" : "", cfg.targets[i].url);
-
-    ev_signal sigterm, sigint;
-    ev_signal_init(&sigterm, on_signal, SIGTERM);
-    ev_signal_init(&sigint, on_signal, SIGINT);
-    sigterm.data = sigint.data = a;
-    ev_signal_start(loop, &sigterm);
-    ev_signal_start(loop, &sigint);
-    ev_unref(loop);
-    ev_unref(loop); /* signal watchers alone do not keep the loop running */
 
     ev_run(loop, 0);
 

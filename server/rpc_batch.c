@@ -85,7 +85,7 @@ static void list_start(rpc_call *c, grpc_byte_buffer *req)
     Batch__V1__ListBatchesResponse resp = BATCH__V1__LIST_BATCHES_RESPONSE__INIT;
     char next[BATCH_ID_LEN + 1] = "";
     if (pbs == NULL || ptrs == NULL) {
-        rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "out of memory listing batches");
+        app_fail_no_memory(c, "listing batches");
         goto done;
     }
     /* Ids sort by creation time, so the token (the last id returned) marks the place even
@@ -120,6 +120,23 @@ done:
 ProtobufCMessage *rpc_unpack_request(rpc_call *c, const ProtobufCMessageDescriptor *desc,
                                      grpc_byte_buffer *req)
 {
+    app *a = rpc_call_arg(c);
+    size_t len = req ? grpc_byte_buffer_length(req) : 0;
+    if (len > a->cfg->max_request_bytes) {
+        rpcstatus *st = rpcstatus_new(GRPC_STATUS_RESOURCE_EXHAUSTED, "request of %zu bytes is larger than the "
+                                      "limit of %zu", len, a->cfg->max_request_bytes);
+        char limit[32];
+        snprintf(limit, sizeof limit, "%zu", a->cfg->max_request_bytes);
+        if (st) {
+            rpcstatus_quota_violation(st, "request", "at most %zu bytes (follows from batchd --max-items and "
+                                      "--max-body-bytes)", a->cfg->max_request_bytes);
+            rpcstatus_error_info(st, "REQUEST_TOO_LARGE");
+            rpcstatus_error_metadata(st, "limit", limit);
+        }
+        rpc_call_finish(c, st, NULL);
+        rpcstatus_free(st);
+        return NULL;
+    }
     ProtobufCMessage *m = pbgrpc_unpack(desc, req);
     if (m == NULL)
         rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "MALFORMED_REQUEST",
@@ -135,7 +152,7 @@ batch *rpc_find_batch(rpc_call *c, const char *id)
         rpcstatus *st = rpcstatus_new(GRPC_STATUS_INVALID_ARGUMENT, "batch_id is required");
         if (st) {
             rpcstatus_field_violation(st, "batch_id", "required");
-            rpcstatus_error_info(st, "INVALID_ARGUMENT");
+            rpcstatus_error_info(st, "BATCH_ID_REQUIRED");
         }
         rpc_call_finish(c, st, NULL);
         rpcstatus_free(st);

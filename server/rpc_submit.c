@@ -93,8 +93,15 @@ static void wait_reply(wait_call *w)
         grpc_slice_unref(snap);
     }
     if (bb == NULL) {
-        rpc_call_fail(&w->base, GRPC_STATUS_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY",
-                      "out of memory building the answer for batch %s; see GetBatch", b->id);
+        /* No RetryInfo: the batch exists and runs, a second submission would duplicate it. */
+        rpcstatus *st = rpcstatus_new(GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                      "out of memory building the answer for batch %s; see GetBatch", b->id);
+        if (st) {
+            rpcstatus_error_info(st, "OUT_OF_MEMORY");
+            rpcstatus_error_metadata(st, "batch_id", b->id);
+        }
+        rpc_call_finish(&w->base, st, NULL);
+        rpcstatus_free(st);
         return;
     }
     rpc_call_finish(&w->base, NULL, bb);
@@ -413,7 +420,7 @@ static void submit_start(rpc_call *c, grpc_byte_buffer *req)
     target_of = malloc(r->n_operations ? r->n_operations : 1);
     st = rpcstatus_new(GRPC_STATUS_INVALID_ARGUMENT, "invalid batch");
     if (target_of == NULL || st == NULL || fingerprint(req, fp) < 0) {
-        rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "out of memory validating the batch");
+        app_fail_no_memory(c, "validating the batch");
         goto done;
     }
     size_t violations = validate_request(cfg, r, st, target_of);
@@ -441,7 +448,7 @@ static void submit_start(rpc_call *c, grpc_byte_buffer *req)
     submit_prep *p = b ? malloc(sizeof *p) : NULL;
     if (p == NULL) {
         batch_free(b);
-        rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "OUT_OF_MEMORY", "out of memory creating the batch");
+        app_fail_no_memory(c, "creating the batch");
         goto done;
     }
     app_register_batch(a, b);

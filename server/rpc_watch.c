@@ -197,7 +197,7 @@ static void watch_start(rpc_call *c, grpc_byte_buffer *req)
         rpcstatus *st = rpcstatus_new(GRPC_STATUS_INVALID_ARGUMENT, "invalid min_interval");
         if (st) {
             rpcstatus_field_violation(st, "min_interval", "must be a valid, non-negative duration");
-            rpcstatus_error_info(st, "INVALID_ARGUMENT");
+            rpcstatus_error_info(st, "INVALID_MIN_INTERVAL");
         }
         rpc_call_finish(c, st, NULL);
         rpcstatus_free(st);

@@ -548,3 +548,29 @@ Test(submit, deeply_nested_values_are_refused_not_a_crash)
     batch__v1__submit_batch_response__free_unpacked(r, NULL);
     h_stop(h);
 }
+
+Test(submit, a_request_over_the_size_limit_gets_quota_failure_details)
+{
+    /* 3 items of at most 1000 bytes: the request limit is 1 MiB + 3 * (1000 + 96 KiB). */
+    const char *args[] = {"--max-items", "3", "--max-body-bytes", "1000", NULL};
+    harness *h = h_start(args);
+    Batch__V1__SubmitBatchRequest *req = h_request_n(1, "/ok/%u", NULL);
+    static char big[1500 * 1024];
+    memset(big, 'x', sizeof big - 1);
+    req->operations[0]->body_case = BATCH__V1__OPERATION__BODY_TEXT;
+    req->operations[0]->text = big;
+    rpcclient_status st = {0};
+    cr_assert_null(h_submit(h, req, &st));
+    req->operations[0]->text = NULL;
+    req->operations[0]->body_case = 0;
+    cr_assert_eq(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    char reason[64];
+    cr_assert_str_eq(h_reason(&st, reason, sizeof reason), "REQUEST_TOO_LARGE");
+    Google__Rpc__QuotaFailure *qf = h_detail(&st, &google__rpc__quota_failure__descriptor);
+    cr_assert_not_null(qf, "the refusal names the limit, not gRPC's bare message");
+    cr_assert_str_eq(qf->violations[0]->subject, "request");
+    google__rpc__quota_failure__free_unpacked(qf, NULL);
+    rpcclient_status_clear(&st);
+    batch__v1__submit_batch_request__free_unpacked(req, NULL);
+    h_stop(h);
+}

@@ -419,7 +419,7 @@ class ReflectionInterop(unittest.TestCase):
                    self.stream_first("ListResults", results, "batch.v1.ItemResult"))
 
     def test_validation_errors_carry_bad_request(self):
-        d = self.fails(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT",
+        d = self.fails(grpc.StatusCode.INVALID_ARGUMENT, "BATCH_ID_REQUIRED",
                        self.call("GetBatch", self.req("batch.v1.GetBatchRequest")))
         self.assertEqual([v.field for v in d["google.rpc.BadRequest"].field_violations], ["batch_id"])
 
@@ -443,7 +443,8 @@ class ReflectionInterop(unittest.TestCase):
         done = self.submit({"operations": [{"method": "GET", "path": "/ok"}], "options": {"mode": "MODE_SYNC"}})
         negative = json_format.ParseDict({"batch_id": done.batch.id, "min_interval": "-1s"},
                                          self.req("batch.v1.WatchBatchRequest"))
-        d = self.fails(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", self.stream_first("WatchBatch", negative))
+        d = self.fails(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_MIN_INTERVAL",
+                       self.stream_first("WatchBatch", negative))
         self.assertEqual(d["google.rpc.BadRequest"].field_violations[0].field, "min_interval")
         beyond = self.req("batch.v1.WatchBatchRequest", batch_id=done.batch.id, after_sequence=5)
         d = self.fails(grpc.StatusCode.OUT_OF_RANGE, "SEQUENCE_OUT_OF_RANGE", self.stream_first("WatchBatch", beyond))
