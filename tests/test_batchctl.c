@@ -1006,6 +1006,58 @@ Test(batchctl, watch_resumes_after_the_connection_breaks_without_losing_or_repea
     h_stop(h);
 }
 
+Test(batchctl, watch_resumes_across_a_batchd_restart_without_losing_or_repeating_items)
+{
+    /* A real restart on the same --data-dir: the stream ends, batchd comes back (on another
+     * port, behind the same proxy address) with the batch, and batchctl resumes after the
+     * last sequence it saw. */
+    char *dir = h_tempdir();
+    const char *flags[] = {"--data-dir", dir, "--shutdown-grace", "0s", NULL};
+    harness *h = h_start(flags);
+    scratch s;
+    scratch_open(&s);
+    Batch__V1__SubmitBatchRequest *req = h_request_n(30, "/slow/%u?delay_ms=80", "{\"maxConcurrency\":2,\"mode\":\"MODE_ASYNC\"}");
+    Batch__V1__SubmitBatchResponse *resp = h_submit(h, req, NULL);
+    cr_assert_not_null(resp);
+    proxy *p = proxy_start(port_of(h->addr));
+    char server[64];
+    snprintf(server, sizeof server, "127.0.0.1:%d", p->port);
+    const char *args[] = {"watch", resp->batch->id, "--json", "--server", server, NULL};
+    child c = spawn(&s, args, NULL, 0);
+    wait_for(c.out_path, "\"item\"", 4, 10);
+    h_restart(h);
+    proxy_break(p, 100, port_of(h->addr));
+    ran r = finish(&c, 60);
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    jlines j;
+    jlines_parse(&j, r.out);
+    int seen[30] = {0};
+    json_int_t last_seq = 0;
+    size_t items = 0;
+    for (size_t i = 0; i < j.n; i++) {
+        json_t *ev_item = json_object_get(j.v[i], "item");
+        if (ev_item == NULL)
+            continue;
+        items++;
+        json_int_t seq = strtoll(jstr(ev_item, "sequence"), NULL, 10);
+        cr_assert_eq(seq, last_seq + 1, "sequence %lld after %lld across the restart", (long long)seq,
+                     (long long)last_seq);
+        last_seq = seq;
+        int idx = atoi(jstr(ev_item, "id") + 1);
+        cr_assert_eq(seen[idx]++, 0, "item %d twice", idx);
+    }
+    cr_assert_eq(items, 30, "%zu item events", items);
+    cr_assert_str_eq(jstr(json_object_get(j.v[j.n - 1], "batch"), "state"), "BATCH_STATE_SUCCEEDED");
+    jlines_free(&j);
+    ran_free(&r);
+    proxy_stop(p);
+    batch__v1__submit_batch_response__free_unpacked(resp, NULL);
+    batch__v1__submit_batch_request__free_unpacked(req, NULL);
+    scratch_close(&s);
+    h_stop(h);
+    h_rmdir(dir);
+}
+
 Test(batchctl, watch_ends_with_a_clear_message_when_a_restarted_batchd_lost_the_batch)
 {
     /* A restart without a durable store, as the client sees it: the stream breaks, and the
