@@ -31,6 +31,9 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 static void on_store_health(void *arg, int healthy)
 {
     app *a = arg;
+    if (healthy == a->store_healthy)
+        return;
+    a->store_healthy = healthy;
     if (healthy) {
         log_info("the store writes again: accepting batches");
         exec_kick(a->exec);
@@ -242,6 +245,7 @@ app *app_new(struct ev_loop *loop, const config *cfg, char *err, size_t errlen)
         http_target_init(&a->targets[i], a->http, &cfg->targets[i]);
     strmap_init(&a->requests);
     strmap_init(&a->keys);
+    a->store_healthy = 1;
     if (cfg->data_dir) {
         store_sqlite_opts so = {
             .dir = cfg->data_dir,

@@ -62,6 +62,7 @@ typedef struct app {
     ev_async stop_request;    /* app_request_stop, from any thread */
     ev_timer grace_timer;     /* polls the running items while draining */
     ev_timer sweep_timer;     /* retention, eviction, key expiry (sweep.c) */
+    int store_healthy;        /* as the store last said: its writes succeed */
     int64_t grace_end_ns;     /* monotonic end of the grace period */
     int exit_code;
 } app;

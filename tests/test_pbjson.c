@@ -965,3 +965,20 @@ Test(pbjson_round_trip, any_of_well_known_types)
         "\"type.googleapis.com/google.protobuf.Timestamp\",\"value\":\"1970-01-01T00:00:00Z\"}},"
         "{\"@type\":\"type.googleapis.com/google.protobuf.Empty\"},{}]}");
 }
+
+/* Regression (found by fuzz_pbjson): a NUL right after a literal, which jansson skips,
+ * made the error-position scanner loop forever. */
+Test(pbjson, error_position_after_an_embedded_nul_terminates)
+{
+    static const char text[] = "{\"operations\":[{\"json\":[null\0,1]},{\"x\":1}]}";
+    char *err = NULL;
+    pbjson_position pos = {0};
+    ProtobufCMessage *m = pbjson_parse_text(&batch__v1__submit_batch_request__descriptor, text, sizeof text - 1,
+                                            NULL, &err, &pos);
+    cr_assert_null(m);
+    cr_assert_not_null(err);
+    cr_assert(strstr(err, "x"), "%s", err);
+    cr_assert_eq(pos.line, 1);
+    cr_assert_eq(pos.column, 36);
+    free(err);
+}
