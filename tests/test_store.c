@@ -411,6 +411,7 @@ Test(store, a_full_disk_refuses_new_batches_until_space_returns_and_loses_nothin
     cr_assert_eq(end->counts->succeeded, 300);
     Batch__V1__SubmitBatchResponse *again = h_submit(h, next, &st);
     cr_assert_not_null(again, "accepted again: %s", st.message);
+    rpcclient_status_clear(&st);
     batch__v1__submit_batch_response__free_unpacked(again, NULL);
     h_restart(h);
     size_t n = 0;
