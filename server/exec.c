@@ -371,8 +371,6 @@ static void end_batch(exec *e, batch *b)
     ring_remove(e, b);
     batch_end(b, b->end_state ? b->end_state : batch_outcome(b), 0, NULL);
     store_put_summary(e->st, b, NULL, NULL);
-    if (e->hooks.batch_ended)
-        e->hooks.batch_ended(e->hooks_arg, b);
 }
 
 /* The store made the next result of b durable: it is now recorded for everyone. */

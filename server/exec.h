@@ -18,10 +18,10 @@
 
 typedef struct exec exec;
 
-/* Told of results once they are recorded (durable). Optional. */
+/* Told of each result once it is recorded (durable). Optional. Batch-level changes reach
+ * whoever cares through the batch's observers (batch.h). */
 typedef struct exec_hooks {
     void (*item_ended)(void *arg, batch *b, uint32_t index);
-    void (*batch_ended)(void *arg, batch *b);
 } exec_hooks;
 
 /* targets (n of them, borrowed) are indexed by item->target; results are written to st
