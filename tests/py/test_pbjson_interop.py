@@ -617,7 +617,7 @@ def check_accepted():
 
 # ---- documents both refuse ---------------------------------------------------------------
 # Not here: a field named twice ({"fInt32": 1, "f_int32": 2}), which python takes the last of
-# and pbjson refuses (tests/test_pbjson.c the_same_field_under_both_names).
+# and pbjson refuses (tests/test_pbjson_errors.c the_same_field_under_both_names).
 
 REFUSED = [
     ("pbjson.test.Kinds", '{"noSuchField": 1}'),
