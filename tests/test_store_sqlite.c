@@ -24,8 +24,8 @@ Test(store_sqlite, batch_survives_reopen)
     grpc_slice snap = batch_snapshot(b);
     sqt_close(&t);
 
-    /* One file, 4 KB pages, WAL mode (the WAL is checkpointed away at close). */
-    cr_assert_eq(sqt_raw_int(t.path, "PRAGMA page_size"), 4096);
+    /* One file, 16 KB pages, WAL mode (the WAL is checkpointed away at close). */
+    cr_assert_eq(sqt_raw_int(t.path, "PRAGMA page_size"), 16384);
     cr_assert_eq(sqt_raw_int(t.path, "PRAGMA user_version"), 1);
     cr_assert_eq(access(t.path, F_OK), 0);
 
