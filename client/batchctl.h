@@ -25,6 +25,7 @@ enum {
 #define BCTL_M_LIST "/batch.v1.BatchService/ListBatches"
 #define BCTL_M_CANCEL "/batch.v1.BatchService/CancelBatch"
 #define BCTL_M_RESULTS "/batch.v1.BatchService/ListResults"
+#define BCTL_M_OPERATIONS "/batch.v1.BatchService/ListOperations"
 
 typedef struct bctl {
     const bctl_opts *o;

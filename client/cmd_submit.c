@@ -1,9 +1,9 @@
-/* submit and retry: read the input into one SubmitBatchRequest, submit it, follow the batch,
- * write its results.
+/* submit: read the input into one SubmitBatchRequest, submit it, follow the batch, write its
+ * results. The builder and submit_and_follow are retry's too (submit.h).
  *
- * Memory: each operation is packed as soon as it is read and its message freed, so a large
- * input costs its packed size (smaller than the text) plus the input line of each operation,
- * not a tree of messages. The packed operations reach the wire as the request's unknown
+ * Memory: each operation is packed as soon as it is read (from the input, or for retry from
+ * batchd) and its message freed, so a large batch costs its packed size (smaller than the
+ * text) plus the input line of each operation, not a tree of messages. The packed operations reach the wire as the request's unknown
  * fields with field number 1: protobuf-c writes an unknown field as its tag followed by its
  * data verbatim (for a length-delimited one the data starts with the length), and a
  * repeated message field is exactly such a sequence of records, so the bytes sent are those
@@ -15,31 +15,15 @@
 
 #include "commands.h"
 #include "diag.h"
-#include "idset.h"
 #include "input.h"
 #include "output.h"
-#include "pbgrpc.h"
 #include "pbtime.h"
+#include "submit.h"
 #include "watch.h"
 
 #define OPERATIONS_FIELD 1 /* SubmitBatchRequest.operations */
 
-typedef struct builder {
-    bctl *ctl;
-    Batch__V1__SubmitBatchRequest *req;  /* everything but the operations */
-    uint8_t *packed;          /* the operations, packed back to back, each after its length */
-    size_t packed_len, packed_cap;
-    uint32_t *op_len;         /* bytes of operation i in packed, its length prefix included */
-    uint32_t *line_of;        /* input line of operation i */
-    size_t n_ops, cap;
-    size_t read;              /* operations read from the input */
-    /* retry: only the operations whose ids are in keep, keyed for the upstream as in
-     * batch orig_id */
-    const idset *keep;
-    const char *orig_id;
-} builder;
-
-static int builder_init(builder *b, bctl *ctl)
+int builder_init(builder *b, bctl *ctl)
 {
     memset(b, 0, sizeof *b);
     b->ctl = ctl;
@@ -49,7 +33,7 @@ static int builder_init(builder *b, bctl *ctl)
     return 0;
 }
 
-static void builder_free(builder *b)
+void builder_free(builder *b)
 {
     if (b->req)
         batch__v1__submit_batch_request__free_unpacked(b->req, NULL);
@@ -59,9 +43,7 @@ static void builder_free(builder *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Sets a string field of a message that the message frees. */
-__attribute__((format(printf, 2, 3)))
-static int set_string(char **field, const char *fmt, ...)
+int msg_set_string(char **field, const char *fmt, ...)
 {
     char *s = NULL;
     va_list ap;
@@ -76,8 +58,8 @@ static int set_string(char **field, const char *fmt, ...)
     return 0;
 }
 
-/* Appends op, packed after its length as a varint. 0, or -1 on ENOMEM. */
-static int builder_pack(builder *b, const Batch__V1__Operation *op, uint32_t line)
+/* Appends op, packed after its length as a varint. */
+int builder_pack(builder *b, const Batch__V1__Operation *op, uint32_t line)
 {
     size_t body = batch__v1__operation__get_packed_size(op);
     uint8_t prefix[10];
@@ -117,30 +99,17 @@ static int builder_pack(builder *b, const Batch__V1__Operation *op, uint32_t lin
     return 0;
 }
 
-/* The input sink: applies the flags to op and packs it (or drops it, for retry). */
+/* The input sink: applies --target to op and packs it. */
 static int builder_add(void *arg, Batch__V1__Operation *op, uint32_t line, input_error *err)
 {
     builder *b = arg;
-    size_t index = b->read++;
     int rc = 0;
     if (bctl_interrupted(b->ctl)) {
         batch__v1__operation__free_unpacked(op, NULL);
         return input_fail(err, line, 0, "interrupted");
     }
     if (b->ctl->o->target && op->target[0] == '\0')
-        rc |= set_string(&op->target, "%s", b->ctl->o->target);
-    if (b->keep) {
-        /* The server names an operation without an id by its index. */
-        if (op->id[0] == '\0')
-            rc |= set_string(&op->id, "%zu", index);
-        if (!idset_has(b->keep, op->id)) {
-            batch__v1__operation__free_unpacked(op, NULL);
-            return 0;
-        }
-        /* The key the first attempt was sent with, so the upstream can tell a retry. */
-        if (op->idempotency_key[0] == '\0')
-            rc |= set_string(&op->idempotency_key, "%s/%s", b->orig_id, op->id);
-    }
+        rc = msg_set_string(&op->target, "%s", b->ctl->o->target);
     if (rc == 0)
         rc = builder_pack(b, op, line);
     batch__v1__operation__free_unpacked(op, NULL);
@@ -228,11 +197,11 @@ static int read_input(builder *b, const char *file, Batch__V1__SubmitBatchReques
 
 /* ---- batch options ------------------------------------------------------------------ */
 
-static int set_label(Batch__V1__BatchOptions *bo, const char *key, size_t klen, const char *value)
+int options_set_label(Batch__V1__BatchOptions *bo, const char *key, size_t klen, const char *value)
 {
     for (size_t i = 0; i < bo->n_labels; i++)
         if (strlen(bo->labels[i]->key) == klen && strncmp(bo->labels[i]->key, key, klen) == 0)
-            return set_string(&bo->labels[i]->value, "%s", value);
+            return msg_set_string(&bo->labels[i]->value, "%s", value);
     Batch__V1__BatchOptions__LabelsEntry **l = realloc(bo->labels, (bo->n_labels + 1) * sizeof *l);
     if (l == NULL)
         return -1;
@@ -242,13 +211,13 @@ static int set_label(Batch__V1__BatchOptions *bo, const char *key, size_t klen, 
         return -1;
     batch__v1__batch_options__labels_entry__init(e);
     bo->labels[bo->n_labels++] = e;
-    if (set_string(&e->key, "%.*s", (int)klen, key) < 0 || set_string(&e->value, "%s", value) < 0)
+    if (msg_set_string(&e->key, "%.*s", (int)klen, key) < 0 || msg_set_string(&e->value, "%s", value) < 0)
         return -1;
     return 0;
 }
 
 /* The flags override the options the input (or the original batch) had. */
-static int apply_flags(const bctl_opts *o, Batch__V1__BatchOptions *bo)
+int options_apply_flags(const bctl_opts *o, Batch__V1__BatchOptions *bo)
 {
     if (o->concurrency)
         bo->max_concurrency = o->concurrency;
@@ -267,7 +236,7 @@ static int apply_flags(const bctl_opts *o, Batch__V1__BatchOptions *bo)
     for (size_t i = 0; i < o->n_labels; i++) {
         size_t klen;
         const char *value = opt_label_value(o->labels[i], &klen);
-        if (set_label(bo, o->labels[i], klen, value) < 0)
+        if (options_set_label(bo, o->labels[i], klen, value) < 0)
             return -1;
     }
     /* Answered at once, then followed over WatchBatch: one way for any size of batch. */
@@ -277,16 +246,15 @@ static int apply_flags(const bctl_opts *o, Batch__V1__BatchOptions *bo)
 
 /* ---- submitting and following -------------------------------------------------------- */
 
-static void failure_hints(bctl *ctl, const char *id, const char *file)
+static void failure_hints(bctl *ctl, const char *id)
 {
     char hint[160];
     bctl_server_hint(ctl, hint, sizeof hint);
     fprintf(ctl->err, "  the failures:  batchctl results %s --state failed --format-out csv%s\n", id, hint);
-    fprintf(ctl->err, "  retry them:    batchctl retry %s %s%s%s\n", id, file, hint,
-            ctl->o->csv.path ? " (with the same CSV flags)" : "");
+    fprintf(ctl->err, "  retry them:    batchctl retry %s%s\n", id, hint);
 }
 
-static int submit_and_follow(builder *b, const char *file)
+int submit_and_follow(builder *b, const char *what, const char *file)
 {
     bctl *ctl = b->ctl;
     const bctl_opts *o = ctl->o;
@@ -295,7 +263,7 @@ static int submit_and_follow(builder *b, const char *file)
     ProtobufCMessage *m = builder_submit(b, &st);
     if (m == NULL) {
         diag_origin origin = {file, b->line_of, n};
-        diag_rpc(ctl->err, o->server, &st, &origin);
+        diag_rpc(ctl->err, o->server, &st, file ? &origin : NULL);
         rpcclient_status_clear(&st);
         return bctl_interrupted(ctl) ? BCTL_EXIT_INTERRUPTED : BCTL_EXIT_ERROR;
     }
@@ -314,7 +282,7 @@ static int submit_and_follow(builder *b, const char *file)
     progress pg;
     progress_init(&pg, ctl->err, &ctl->progress, pbtime_mono_ns());
     if (validate_only) {
-        fprintf(ctl->err, "%s: %zu operation%s valid; nothing was created\n", shown_name(file), n,
+        fprintf(ctl->err, "%s: %zu operation%s valid; nothing was created\n", what, n,
                 n == 1 ? " is" : "s are");
         return BCTL_EXIT_OK;
     }
@@ -341,7 +309,7 @@ static int submit_and_follow(builder *b, const char *file)
         rc = bctl_interrupted(ctl) ? BCTL_EXIT_INTERRUPTED : BCTL_EXIT_ERROR;
     progress_summary(&pg, final, pbtime_mono_ns());
     if (final->state != BATCH__V1__BATCH_STATE__BATCH_STATE_SUCCEEDED && !o->quiet)
-        failure_hints(ctl, id, file);
+        failure_hints(ctl, id);
     batch__v1__batch__free_unpacked(final, NULL);
     return rc;
 }
@@ -373,8 +341,8 @@ int cmd_submit(bctl *ctl)
     } else if ((req->options = malloc(sizeof *req->options)) != NULL) {
         batch__v1__batch_options__init(req->options);
     }
-    if (req->options == NULL || apply_flags(o, req->options) < 0 ||
-        (o->request_id && set_string(&req->request_id, "%s", o->request_id) < 0)) {
+    if (req->options == NULL || options_apply_flags(o, req->options) < 0 ||
+        (o->request_id && msg_set_string(&req->request_id, "%s", o->request_id) < 0)) {
         fprintf(ctl->err, "batchctl: out of memory\n");
         goto done;
     }
@@ -383,120 +351,10 @@ int cmd_submit(bctl *ctl)
         rest->request_id = (char *)protobuf_c_empty_string;
     }
     req->validate_only = o->validate_only || (rest && rest->validate_only);
-    rc = submit_and_follow(&b, file);
+    rc = submit_and_follow(&b, shown_name(file), file);
 done:
     if (rest)
         batch__v1__submit_batch_request__free_unpacked(rest, NULL);
     builder_free(&b);
-    return rc;
-}
-
-/* ---- retry --------------------------------------------------------------------------- */
-
-typedef struct failed_ids {
-    idset set;
-    char first[130];   /* one of them, for messages */
-    int oom;
-} failed_ids;
-
-static int collect_failed(void *arg, const Batch__V1__ItemResult *r)
-{
-    failed_ids *f = arg;
-    if (r->state != BATCH__V1__ITEM_STATE__ITEM_STATE_FAILED && r->state != BATCH__V1__ITEM_STATE__ITEM_STATE_CANCELLED)
-        return 0;
-    if (f->set.n == 0)
-        snprintf(f->first, sizeof f->first, "%s", r->id);
-    f->oom |= idset_add(&f->set, r->id) < 0;
-    return f->oom ? -1 : 0;
-}
-
-/* A deep copy of the original batch's effective options (a retry-of label among them is
- * replaced by the caller). */
-static Batch__V1__BatchOptions *options_of(const Batch__V1__Batch *orig)
-{
-    Batch__V1__BatchOptions *bo = NULL;
-    if (orig->options) {
-        size_t len = 0;
-        uint8_t *buf = pbgrpc_pack_bytes(&orig->options->base, &len);
-        if (buf)
-            bo = batch__v1__batch_options__unpack(NULL, len, buf);
-        free(buf);
-    } else if ((bo = malloc(sizeof *bo)) != NULL) {
-        batch__v1__batch_options__init(bo);
-    }
-    return bo;
-}
-
-int cmd_retry(bctl *ctl)
-{
-    const bctl_opts *o = ctl->o;
-    const char *id = o->args[0], *file = o->args[1];
-    if (cmd_output_writable(ctl) < 0)
-        return BCTL_EXIT_ERROR;
-    Batch__V1__GetBatchRequest get = BATCH__V1__GET_BATCH_REQUEST__INIT;
-    get.batch_id = (char *)id;
-    Batch__V1__Batch *orig = (Batch__V1__Batch *)bctl_call(ctl, BCTL_M_GET, &get.base, &batch__v1__batch__descriptor, NULL);
-    if (orig == NULL)
-        return BCTL_EXIT_ERROR;
-    failed_ids failed = {0};
-    builder b = {0};
-    Batch__V1__SubmitBatchRequest *rest = NULL;
-    int rc = BCTL_EXIT_ERROR;
-    char hint[160];
-    bctl_server_hint(ctl, hint, sizeof hint);
-    if (!bctl_batch_ended(orig->state)) {
-        fprintf(ctl->err, "batchctl: batch %s is still %s: wait for it to end (batchctl watch %s%s) or cancel it\n",
-                id, out_batch_state(orig->state), id, hint);
-        goto done;
-    }
-    const Batch__V1__Counts *c = orig->counts;
-    if (c == NULL || c->failed + c->cancelled == 0) {
-        fprintf(ctl->err, "batchctl: every item of batch %s succeeded: nothing to retry\n", id);
-        rc = BCTL_EXIT_OK;
-        goto done;
-    }
-    if (cmd_each_result(ctl, id, 0, collect_failed, &failed) < 0) {
-        if (failed.oom)
-            fprintf(ctl->err, "batchctl: out of memory\n");
-        goto done;
-    }
-    if (builder_init(&b, ctl) < 0)
-        goto done;
-    b.keep = &failed.set;
-    b.orig_id = id;
-    if ((rc = read_input(&b, file, &rest)) != 0)
-        goto done;
-    rc = BCTL_EXIT_ERROR;
-    if (b.read != c->total) {
-        fprintf(ctl->err, "batchctl: %s has %zu operations but batch %s had %u: is it the input of that batch "
-                          "(read with the same flags)?\n", shown_name(file), b.read, id, c->total);
-        goto done;
-    }
-    if (b.n_ops != failed.set.n) {
-        fprintf(ctl->err, "batchctl: %zu of the %zu failed or cancelled items of batch %s are not in %s (e.g. "
-                          "id \"%s\"): is it the input of that batch?\n", failed.set.n - b.n_ops,
-                failed.set.n, id, shown_name(file), failed.first);
-        goto done;
-    }
-    Batch__V1__SubmitBatchRequest *req = b.req;
-    req->options = options_of(orig);
-    if (req->options == NULL || set_label(req->options, "retry-of", 8, id) < 0 || apply_flags(o, req->options) < 0 ||
-        (o->request_id && set_string(&req->request_id, "%s", o->request_id) < 0)) {
-        fprintf(ctl->err, "batchctl: out of memory\n");
-        goto done;
-    }
-    /* The document's request_id named the original submission: reusing it would return the
-     * original batch, so only --request-id sets one. */
-    req->validate_only = o->validate_only;
-    if (!o->quiet)
-        fprintf(ctl->err, "batchctl: retrying %zu failed or cancelled item%s of batch %s\n", b.n_ops,
-                b.n_ops == 1 ? "" : "s", id);
-    rc = submit_and_follow(&b, file);
-done:
-    if (rest)
-        batch__v1__submit_batch_request__free_unpacked(rest, NULL);
-    builder_free(&b);
-    idset_free(&failed.set);
-    batch__v1__batch__free_unpacked(orig, NULL);
     return rc;
 }

@@ -63,17 +63,24 @@ static const cmd_def cmds[BCTL_N_CMDS] = {
         "\n"
         "Examples:\n"
         "  batchctl results 01HV6J8W4R2D0S7N3XK5Q9TB1C --state failed --format-out csv\n"},
-    [BCTL_CMD_RETRY] = {"retry", "ID FILE|-", 2, "resubmit the failed and cancelled items of a batch",
-        "Reads FILE, the input batch ID was submitted from (with the same input flags), and\n"
-        "submits the operations whose items failed or were cancelled as a new batch labelled\n"
-        "retry-of=ID, with the original batch's options unless flags say otherwise. Each\n"
-        "operation keeps its id and its idempotency key (ID/item-id when the input set none),\n"
-        "so the upstream sees a retry of the same request. Then follows it as submit does.\n"
+    [BCTL_CMD_RETRY] = {"retry", "ID", 1, "resubmit the failed and cancelled items of a batch",
+        "Submits the operations of batch ID whose items failed or were cancelled as a new batch\n"
+        "labelled retry-of=ID, in their original order, with the original batch's options unless\n"
+        "flags say otherwise; then follows it as submit does. batchd keeps the operations of\n"
+        "every batch and batchctl reads them back, so no input file is needed.\n"
         "\n"
-        "Exit status: as submit; 0 also when nothing needed a retry.\n"
+        "Each operation is sent as its first attempt was: with its own idempotency key, else\n"
+        "with ID/ITEM, ITEM being its id or, if it has none, its index in the batch (0 for the\n"
+        "first), which also becomes its id. The upstream sees a retry of the same request.\n"
+        "\n"
+        "Batch ID must have ended. A batchd too old to list a batch's operations answers\n"
+        "UNIMPLEMENTED: upgrade it.\n"
+        "\n"
+        "Exit status: as submit; 0 also when nothing needed a retry (nothing is submitted).\n"
         "\n"
         "Examples:\n"
-        "  batchctl retry 01HV6J8W4R2D0S7N3XK5Q9TB1C users.csv --path /users -o retry.csv\n"},
+        "  batchctl retry 01HV6J8W4R2D0S7N3XK5Q9TB1C -o retry.csv\n"
+        "  batchctl retry 01HV6J8W4R2D0S7N3XK5Q9TB1C --attempts 3 --concurrency 5\n"},
 };
 
 typedef enum opt_kind {
@@ -101,20 +108,20 @@ typedef struct opt_def {
 #define OFF(f) offsetof(bctl_opts, f)
 #define C(x) (1u << BCTL_CMD_##x)
 #define ALL (~0u)
-#define SENDS (C(SUBMIT) | C(RETRY))
+#define SENDS (C(SUBMIT) | C(RETRY)) /* the batch options */
 #define FOLLOWS (C(SUBMIT) | C(RETRY) | C(WATCH))
 
 static const opt_def opts[] = {
-    {"format", 'f', "json|ndjson|csv", K_FORMAT_IN, OFF(format), SENDS, G_INPUT,
+    {"format", 'f', "json|ndjson|csv", K_FORMAT_IN, OFF(format), C(SUBMIT), G_INPUT,
      "input format (default: from the extension: .json, .ndjson or .jsonl, .csv)"},
-    {"method", 'X', "METHOD", K_STRING, OFF(csv.method), SENDS, G_INPUT,
+    {"method", 'X', "METHOD", K_STRING, OFF(csv.method), C(SUBMIT), G_INPUT,
      "CSV: HTTP method of every row (default POST)"},
-    {"path", 0, "TEMPLATE", K_STRING, OFF(csv.path), SENDS, G_INPUT,
+    {"path", 0, "TEMPLATE", K_STRING, OFF(csv.path), C(SUBMIT), G_INPUT,
      "CSV: path of every row, required; {column} is replaced by the row's value, URL-encoded, "
      "and that column is left out of the body"},
-    {"id-column", 0, "COLUMN", K_STRING, OFF(csv.id_column), SENDS, G_INPUT,
+    {"id-column", 0, "COLUMN", K_STRING, OFF(csv.id_column), C(SUBMIT), G_INPUT,
      "CSV: the column holding each row's id (default: the row number, 1 for the first row)"},
-    {"csv-strings", 0, NULL, K_FLAG, OFF(csv.strings), SENDS, G_INPUT,
+    {"csv-strings", 0, NULL, K_FLAG, OFF(csv.strings), C(SUBMIT), G_INPUT,
      "CSV: every body value is a string (default: numbers, true, false and null are typed)"},
 
     {"concurrency", 'c', "N", K_U32, OFF(concurrency), SENDS, G_BATCH,
@@ -127,7 +134,7 @@ static const opt_def opts[] = {
     {"rate", 0, "N", K_RATE, OFF(rate), SENDS, G_BATCH, "item starts per second (default: unlimited)"},
     {"stop-on-failure", 0, NULL, K_FLAG, OFF(stop_on_failure), SENDS, G_BATCH,
      "cancel what remains after the first failed item"},
-    {"target", 't', "NAME", K_STRING, OFF(target), SENDS, G_BATCH,
+    {"target", 't', "NAME", K_STRING, OFF(target), C(SUBMIT), G_BATCH,
      "target of every operation that names none (default: the server's first target)"},
     {"request-id", 0, "ID", K_STRING, OFF(request_id), SENDS, G_BATCH,
      "idempotency key of the submission: the same id again returns the original batch"},

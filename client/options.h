@@ -36,7 +36,7 @@ typedef struct bctl_opts {
     const char *server;         /* --server, else $BATCHD_SERVER, else BCTL_DEFAULT_SERVER */
     int64_t timeout_ns;         /* deadline of each unary call; per-message wait of streams */
 
-    /* input (submit, retry) */
+    /* input (submit) */
     input_format format;
     input_csv_spec csv;
 
@@ -46,7 +46,7 @@ typedef struct bctl_opts {
     int64_t item_timeout_ns;    /* -1: not given */
     double rate;                /* -1: not given */
     int stop_on_failure;
-    const char *target;
+    const char *target;         /* submit only */
     const char *request_id;
     const char **labels;        /* "KEY=VALUE" (checked); submit/retry: set, list: filter */
     size_t n_labels;

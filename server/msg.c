@@ -64,6 +64,20 @@ grpc_byte_buffer *msg_event_result(uint64_t seq, grpc_slice result)
     return event(seq, BATCH_EVENT_ITEM, result);
 }
 
+grpc_byte_buffer *msg_operation_record(uint32_t index, int state, const uint8_t *op, size_t op_len)
+{
+    enum { RECORD_INDEX = 1, RECORD_STATE = 2, RECORD_OPERATION = 3 };
+    pbwire w = {0};
+    if (index)
+        pbwire_uint_field(&w, RECORD_INDEX, index);
+    if (state)
+        pbwire_uint_field(&w, RECORD_STATE, (uint64_t)state);
+    pbwire_bytes_field(&w, RECORD_OPERATION, op, op_len);
+    grpc_byte_buffer *bb = w.oom ? NULL : pbgrpc_from_bytes(w.data, w.len);
+    pbwire_free(&w);
+    return bb;
+}
+
 grpc_byte_buffer *msg_submit_response(batch *b, int with_results, size_t budget)
 {
     uint32_t ended = with_results ? (uint32_t)b->last_sequence : 0;

@@ -41,21 +41,21 @@ static void on_page(void *arg, store_err err, store_result *v, size_t n)
             p->n = n;
             p->eof = n < PAGER_PAGE;
             if (n)
-                p->from = p->by_seq ? v[n - 1].seq : v[n - 1].index + 1;
+                p->from = p->kind == PAGER_RESULTS_BY_SEQ ? v[n - 1].seq : v[n - 1].index + 1;
         }
     }
     p->ready(p);
     rpc_call_release(c);
 }
 
-void pager_init(pager *p, store *st, rpc_call *call, const char *batch_id, int by_seq, int state,
+void pager_init(pager *p, store *st, rpc_call *call, const char *batch_id, pager_kind kind, int state,
                 uint32_t from, void (*ready)(pager *p))
 {
     memset(p, 0, sizeof *p);
     p->st = st;
     p->call = call;
     memcpy(p->batch_id, batch_id, sizeof p->batch_id);
-    p->by_seq = by_seq;
+    p->kind = kind;
     p->state = state;
     p->from = from;
     p->ready = ready;
@@ -72,7 +72,11 @@ int pager_next(pager *p, store_result *out)
     if (!p->reading) {
         p->reading = 1;
         rpc_call_hold(p->call);
-        store_read_results(p->st, p->batch_id, p->from, p->by_seq, p->state, PAGER_PAGE, on_page, p);
+        if (p->kind == PAGER_OPS)
+            store_read_ops(p->st, p->batch_id, p->from, p->state, PAGER_PAGE, on_page, p);
+        else
+            store_read_results(p->st, p->batch_id, p->from, p->kind == PAGER_RESULTS_BY_SEQ, p->state,
+                               PAGER_PAGE, on_page, p);
     }
     return 0;
 }

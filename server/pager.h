@@ -11,11 +11,18 @@
 
 typedef struct pager pager;
 
+/* What is read, and in which order. */
+typedef enum pager_kind {
+    PAGER_RESULTS,                /* results in index order from `from` */
+    PAGER_RESULTS_BY_SEQ,         /* results in sequence order after `from` */
+    PAGER_OPS,                    /* operations in index order from `from` (store_read_ops) */
+} pager_kind;
+
 struct pager {
     store *st;
     rpc_call *call;               /* held while a read is in flight */
     char batch_id[BATCH_ID_LEN + 1];
-    int by_seq;                   /* sequence order after `from`, else index order from `from` */
+    pager_kind kind;
     int state;                    /* 0: all states */
     uint32_t from;
     store_result *v;              /* the current page; v[pos..n) not yet handed out */
@@ -26,7 +33,7 @@ struct pager {
     void (*ready)(pager *p);      /* a page arrived (or failed) and the call is still active */
 };
 
-void pager_init(pager *p, store *st, rpc_call *call, const char *batch_id, int by_seq, int state,
+void pager_init(pager *p, store *st, rpc_call *call, const char *batch_id, pager_kind kind, int state,
                 uint32_t from, void (*ready)(pager *p));
 /* 1: *out is the next result (the caller owns out->result); 0: a read is in flight and
  * ready() follows; -1: no more results (p->err says whether it failed). */

@@ -1,6 +1,7 @@
-/* ListResults: every recorded result of a batch in input order, from memory while the
- * batch's items are there, else from the store a page at a time (a 100,000-item batch is
- * never loaded whole). One message in flight: a slow reader costs one cursor. */
+/* ListResults and ListOperations: a batch's recorded results, or its operations as
+ * submitted, in input order, from memory while the batch's items are there, else from the
+ * store a page at a time (a 100,000-item batch is never loaded whole). One message in
+ * flight: a slow reader costs one cursor. */
 #include <stdlib.h>
 
 #include "msg.h"
@@ -9,6 +10,7 @@
 
 typedef struct results_call {
     rpc_call base;
+    int operations;       /* ListOperations: OperationRecords rather than ItemResults */
     batch *b;
     batch_observer obs;   /* only to learn that the batch goes away */
     uint32_t next;        /* memory: next index to look at */
@@ -31,8 +33,16 @@ static void results_pump(results_call *rc)
         if (got == 0)
             return; /* a page is being read: results_page_ready follows */
         if (got == 1) {
-            rpc_call_send(&rc->base, msg_from_slice(r.result));
+            grpc_byte_buffer *bb = rc->operations ? msg_operation_record(r.index, r.state, GRPC_SLICE_START_PTR(r.result),
+                                                                         GRPC_SLICE_LENGTH(r.result))
+                                                  : msg_from_slice(r.result);
             grpc_slice_unref(r.result);
+            if (bb == NULL) {
+                results_done(rc);
+                app_fail_no_memory(&rc->base, "sending a record");
+                return;
+            }
+            rpc_call_send(&rc->base, bb);
             return;
         }
         results_done(rc);
@@ -45,9 +55,22 @@ static void results_pump(results_call *rc)
     }
     batch *b = rc->b;
     while (rc->next < b->total) {
-        const item *it = &b->items[rc->next++];
-        if (!batch_item_state_ended(it->state) || (rc->state_filter && it->state != rc->state_filter))
+        uint32_t idx = rc->next++;
+        const item *it = &b->items[idx];
+        if (rc->state_filter && it->state != rc->state_filter)
             continue;
+        if (rc->operations) {
+            grpc_byte_buffer *bb = msg_operation_record(idx, it->state, it->op, it->op_len);
+            if (bb == NULL) {
+                results_done(rc);
+                app_fail_no_memory(&rc->base, "sending a record");
+                return;
+            }
+            rpc_call_send(&rc->base, bb);
+            return;
+        }
+        if (!batch_item_state_ended(it->state))
+            continue; /* not recorded (yet) */
         rpc_call_send(&rc->base, msg_from_slice(it->result));
         return;
     }
@@ -88,28 +111,46 @@ static void results_destroy(rpc_call *c)
         pager_clear(&rc->pg);
 }
 
-static void results_start(rpc_call *c, grpc_byte_buffer *req)
+/* Both requests are {string batch_id = 1; ItemState state = 2;}. */
+static void start(rpc_call *c, const char *batch_id, int state, int operations)
 {
     results_call *rc = (results_call *)c;
     app *a = rpc_call_arg(c);
     list_init(&rc->obs.link);
+    rc->operations = operations;
+    batch *b = rpc_find_batch(c, batch_id);
+    if (b == NULL)
+        return;
+    rc->b = b;
+    rc->state_filter = state;
+    rc->obs.freed = results_freed;
+    batch_observe(b, &rc->obs);
+    if (b->items == NULL) {
+        rc->paging = 1;
+        pager_init(&rc->pg, a->store, c, b->id, operations ? PAGER_OPS : PAGER_RESULTS, state, 0,
+                   results_page_ready);
+    }
+    results_pump(rc);
+}
+
+static void results_start(rpc_call *c, grpc_byte_buffer *req)
+{
     Batch__V1__ListResultsRequest *r =
         (Batch__V1__ListResultsRequest *)rpc_unpack_request(c, &batch__v1__list_results_request__descriptor, req);
-    if (r == NULL)
-        return;
-    batch *b = rpc_find_batch(c, r->batch_id);
-    if (b) {
-        rc->b = b;
-        rc->state_filter = r->state;
-        rc->obs.freed = results_freed;
-        batch_observe(b, &rc->obs);
-        if (b->items == NULL) {
-            rc->paging = 1;
-            pager_init(&rc->pg, a->store, c, b->id, 0, r->state, 0, results_page_ready);
-        }
-        results_pump(rc);
+    if (r) {
+        start(c, r->batch_id, r->state, 0);
+        batch__v1__list_results_request__free_unpacked(r, NULL);
     }
-    batch__v1__list_results_request__free_unpacked(r, NULL);
+}
+
+static void operations_start(rpc_call *c, grpc_byte_buffer *req)
+{
+    Batch__V1__ListOperationsRequest *r = (Batch__V1__ListOperationsRequest *)rpc_unpack_request(
+        c, &batch__v1__list_operations_request__descriptor, req);
+    if (r) {
+        start(c, r->batch_id, r->state, 1);
+        batch__v1__list_operations_request__free_unpacked(r, NULL);
+    }
 }
 
 void rpc_results_register(app *a)
@@ -118,6 +159,14 @@ void rpc_results_register(app *a)
         .path = "/batch.v1.BatchService/ListResults",
         .call_size = sizeof(results_call),
         .start = results_start,
+        .sent = results_sent,
+        .cancelled = results_cancelled,
+        .destroy = results_destroy,
+    };
+    a->methods[APP_LIST_OPERATIONS] = (rpc_method){
+        .path = "/batch.v1.BatchService/ListOperations",
+        .call_size = sizeof(results_call),
+        .start = operations_start,
         .sent = results_sent,
         .cancelled = results_cancelled,
         .destroy = results_destroy,

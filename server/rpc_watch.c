@@ -82,7 +82,8 @@ static void pump(watch_call *w)
         /* The items left memory (the batch ended): replay them from the store. */
         if (!w->paging) {
             w->paging = 1;
-            pager_init(&w->pg, a->store, &w->base, b->id, 1, 0, (uint32_t)(w->next_seq - 1), on_page_ready);
+            pager_init(&w->pg, a->store, &w->base, b->id, PAGER_RESULTS_BY_SEQ, 0, (uint32_t)(w->next_seq - 1),
+                       on_page_ready);
         }
         store_result r;
         int got = pager_next(&w->pg, &r);

@@ -12,7 +12,7 @@ void rpc_submit_register(app *a);
 /* Answers every call still waiting for a batch with the batch as it stands (shutdown). */
 void rpc_batch_release_waiters(app *a);
 
-/* rpc_results.c: ListResults. */
+/* rpc_results.c: ListResults, ListOperations. */
 void rpc_results_register(app *a);
 
 /* rpc_watch.c: WatchBatch. */

@@ -102,6 +102,11 @@ typedef struct store_ops {
      * sequence order after after_seq (by_seq). */
     void (*read_results)(store *s, const char *batch_id, uint32_t from, int by_seq, int state,
                          uint32_t limit, store_read_fn fn, void *arg);
+    /* Pages of operations in index order from `from`, as store_result records whose result
+     * holds the packed Operation, seq 0, and state the item's recorded state (0 while it
+     * has none); state filters on it (0: all). */
+    void (*read_ops)(store *s, const char *batch_id, uint32_t from, int state, uint32_t limit,
+                     store_read_fn fn, void *arg);
     /* Whether writes currently succeed (0 while a failing write is being retried). */
     int (*healthy)(const store *s);
     /* Whether results can be read back after the batch's items left memory. */
@@ -131,6 +136,7 @@ store *store_sqlite_open(struct ev_loop *loop, const store_sqlite_opts *o, char 
 #define store_put_summary(s, ...) ((s)->ops->put_summary((s), __VA_ARGS__))
 #define store_delete_batch(s, ...) ((s)->ops->delete_batch((s), __VA_ARGS__))
 #define store_read_results(s, ...) ((s)->ops->read_results((s), __VA_ARGS__))
+#define store_read_ops(s, ...) ((s)->ops->read_ops((s), __VA_ARGS__))
 #define store_healthy(s) ((s)->ops->healthy(s))
 #define store_durable(s) ((s)->ops->durable(s))
 #define store_close(s) ((s)->ops->close(s))

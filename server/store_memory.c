@@ -99,6 +99,12 @@ static void mem_read_results(store *s, const char *batch_id, uint32_t from, int 
     fn(arg, STORE_ECORRUPT, NULL, 0);
 }
 
+static void mem_read_ops(store *s, const char *batch_id, uint32_t from, int state, uint32_t limit,
+                         store_read_fn fn, void *arg)
+{
+    fn(arg, STORE_ECORRUPT, NULL, 0); /* as mem_read_results: never needed */
+}
+
 static int mem_healthy(const store *s) { return 1; }
 static int mem_durable(const store *s) { return 0; }
 
@@ -121,6 +127,7 @@ static const store_ops memory_ops = {
     .put_summary = mem_put_summary,
     .delete_batch = mem_delete_batch,
     .read_results = mem_read_results,
+    .read_ops = mem_read_ops,
     .healthy = mem_healthy,
     .durable = mem_durable,
     .close = mem_close,

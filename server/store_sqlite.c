@@ -340,10 +340,10 @@ static void sq_delete_batch(store *st, const char *batch_id, int64_t keys_before
     submit_write(s, j);
 }
 
-static void sq_read_results(store *st, const char *batch_id, uint32_t from, int by_seq, int state,
-                            uint32_t limit, store_read_fn fn, void *arg)
+/* Queues a page read; mode is R_BY_INDEX, R_BY_SEQ or R_OPS. */
+static void queue_read(sq_store *s, const char *batch_id, uint32_t from, int mode, int state, uint32_t limit,
+                       store_read_fn fn, void *arg)
 {
-    sq_store *s = (sq_store *)st;
     sq_job *j = job_new(SQ_READ, batch_id, NULL, NULL);
     if (j == NULL) {
         log_error("store: out of memory queueing a read");
@@ -351,12 +351,24 @@ static void sq_read_results(store *st, const char *batch_id, uint32_t from, int 
         return;
     }
     j->u.read.from = from;
-    j->u.read.by_seq = by_seq;
+    j->u.read.by_seq = mode;
     j->u.read.state = state;
     j->u.read.limit = limit == 0 || limit > SQ_READ_MAX ? SQ_READ_MAX : limit;
     j->u.read.fn = fn;
     j->u.read.arg = arg;
     submit(s, j, &s->rmu, &s->rcv, &s->rq);
+}
+
+static void sq_read_results(store *st, const char *batch_id, uint32_t from, int by_seq, int state,
+                            uint32_t limit, store_read_fn fn, void *arg)
+{
+    queue_read((sq_store *)st, batch_id, from, by_seq ? R_BY_SEQ : R_BY_INDEX, state, limit, fn, arg);
+}
+
+static void sq_read_ops(store *st, const char *batch_id, uint32_t from, int state, uint32_t limit,
+                        store_read_fn fn, void *arg)
+{
+    queue_read((sq_store *)st, batch_id, from, R_OPS, state, limit, fn, arg);
 }
 
 static int sq_healthy(const store *st) { return ((const sq_store *)st)->healthy; }
@@ -449,6 +461,7 @@ static const store_ops sqlite_ops = {
     .put_summary = sq_put_summary,
     .delete_batch = sq_delete_batch,
     .read_results = sq_read_results,
+    .read_ops = sq_read_ops,
     .healthy = sq_healthy,
     .durable = sq_durable,
     .close = sq_close,

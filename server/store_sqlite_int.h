@@ -105,7 +105,8 @@ enum {
     W_INS_RESULT, W_INS_RESULT_ID, W_INS_KEY, W_SUMMARY, W_DEL_OPS, W_DEL_RESULTS, W_DEL_KEYS,
     W_DEL_BATCH, W_COUNT
 };
-enum { R_BY_INDEX, R_BY_SEQ, R_COUNT };
+/* The reader's statements; a read job's mode (u.read.by_seq) is one of them. */
+enum { R_BY_INDEX, R_BY_SEQ, R_OPS, R_COUNT };
 
 typedef struct sq_store {
     store base;

@@ -16,6 +16,12 @@ static const char *const rsql[R_COUNT] = {
     [R_BY_SEQ] = "SELECT idx, seq, state, result FROM results"
                  " WHERE bno = (SELECT bno FROM batches WHERE id = ?1) AND seq > ?2"
                  " AND (?3 = 0 OR state = ?3) ORDER BY seq LIMIT ?4",
+    /* Operations with their item's recorded state (0 while it has none), shaped like the
+     * result rows so that one reader serves both. */
+    [R_OPS] = "SELECT o.idx, 0, COALESCE(r.state, 0), o.op FROM ops o"
+              " LEFT JOIN results r ON r.bno = o.bno AND r.idx = o.idx"
+              " WHERE o.bno = (SELECT bno FROM batches WHERE id = ?1) AND o.idx >= ?2"
+              " AND (?3 = 0 OR r.state = ?3) ORDER BY o.idx LIMIT ?4",
 };
 
 /* Steps st while rc says the previous step (or the prepare) went well: for loops that
@@ -56,7 +62,7 @@ static int push_result(store_result **v, size_t *n, size_t *cap, sqlite3_stmt *s
 
 static void read_page(sq_store *s, sq_job *j)
 {
-    sqlite3_stmt *st = s->rst[j->u.read.by_seq ? R_BY_SEQ : R_BY_INDEX];
+    sqlite3_stmt *st = s->rst[j->u.read.by_seq]; /* R_BY_INDEX, R_BY_SEQ or R_OPS */
     size_t cap = 0;
     int rc;
     sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);

@@ -1,8 +1,8 @@
 /* batchctl end to end: the built binary, run as a child process against a real batchd (in
  * this process, on an ephemeral port) and a real loopback upstream. Inputs in every format,
- * the exit statuses, results files, positioned errors, the other commands and retry. Watch
- * reconnection, Ctrl-C, the progress display and help are in test_batchctl_watch.c; the
- * helpers that run batchctl are in support/batchctl_run.c. */
+ * the exit statuses, results files, positioned errors and the other commands. Retry is in
+ * test_batchctl_retry.c; watch reconnection, Ctrl-C, the progress display and help are in
+ * test_batchctl_watch.c; the helpers that run batchctl are in support/batchctl_run.c. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -431,59 +431,6 @@ Test(batchctl, get_list_cancel_and_results)
     cr_assert(strstr(r.err, "NOT_FOUND: batch 01ZZZZZZZZZZZZZZZZZZZZZZZZ not found"), "%s", r.err);
     br_ran_free(&r);
     batch__v1__batch__free_unpacked(a, NULL);
-    br_scratch_close(&s);
-    h_stop(h);
-}
-
-Test(batchctl, retry_resubmits_the_failed_items_with_their_idempotency_keys)
-{
-    harness *h = h_start(NULL);
-    br_scratch s;
-    br_scratch_open(&s);
-    char *csv = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&csv, &len);
-    fprintf(f, "id,name,fail_first\n");
-    for (int i = 1; i <= 30; i++) /* rows 3, 10, 17, 24: a 503 on their first attempt */
-        fprintf(f, "u%02d,user %d,%d\n", i, i, i % 7 == 3 ? 1 : 0);
-    fclose(f);
-    char file[256];
-    snprintf(file, sizeof file, "%s", br_put(&s, "users.csv", csv));
-    free(csv);
-    br_ran r = br_ctl(h, &s, "submit", file, "--path", "/users?fail_first={fail_first}", "--id-column", "id", "-q",
-                      NULL);
-    cr_assert_eq(r.status, 2, "%s", r.err);
-    br_ran_free(&r);
-    Batch__V1__Batch *orig = br_newest(h);
-    cr_assert_eq(orig->counts->failed, 4);
-
-    /* Not the input of that batch: refused. */
-    r = br_ctl(h, &s, "retry", orig->id, EXAMPLES "/batch.ndjson", NULL);
-    cr_assert_eq(r.status, 1);
-    cr_assert(strstr(r.err, "has 6 operations but batch"), "%s", r.err);
-    br_ran_free(&r);
-
-    r = br_ctl(h, &s, "retry", orig->id, file, "--path", "/users?fail_first={fail_first}", "--id-column", "id",
-               "--format-out", "csv", NULL);
-    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
-    cr_assert_str_eq(r.out, "id,state,http_status,error\n"
-                            "u03,SUCCEEDED,200,\nu10,SUCCEEDED,200,\nu17,SUCCEEDED,200,\nu24,SUCCEEDED,200,\n");
-    cr_assert(strstr(r.err, "retrying 4 failed or cancelled items of batch"), "%s", r.err);
-    br_ran_free(&r);
-    Batch__V1__Batch *again = br_newest(h);
-    cr_assert_str_neq(again->id, orig->id);
-    cr_assert_eq(again->counts->total, 4);
-    cr_assert_str_eq(br_label(again, "retry-of"), orig->id);
-    char key[64];
-    snprintf(key, sizeof key, "%s/u10", orig->id);
-    cr_assert_eq(upstream_key_count(h->up, key), 2, "the retry carried the first attempt's key");
-
-    r = br_ctl(h, &s, "retry", again->id, file, "--path", "/users?fail_first={fail_first}", "--id-column", "id", NULL);
-    cr_assert_eq(r.status, 0);
-    cr_assert(strstr(r.err, "nothing to retry"), "%s", r.err);
-    br_ran_free(&r);
-    batch__v1__batch__free_unpacked(again, NULL);
-    batch__v1__batch__free_unpacked(orig, NULL);
     br_scratch_close(&s);
     h_stop(h);
 }

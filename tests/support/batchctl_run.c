@@ -260,6 +260,34 @@ Batch__V1__Batch *br_newest(harness *h)
     return b;
 }
 
+br_ops *br_operations(harness *h, const char *id, int state)
+{
+    Batch__V1__ListOperationsRequest req = BATCH__V1__LIST_OPERATIONS_REQUEST__INIT;
+    req.batch_id = (char *)id;
+    req.state = state;
+    rpcclient_stream *s = rpcclient_stream_open(h->client, "/batch.v1.BatchService/ListOperations", &req.base, 60);
+    br_ops *ops = calloc(1, sizeof *ops);
+    cr_assert_not_null(ops);
+    ProtobufCMessage *m;
+    int r;
+    while ((r = rpcclient_stream_next(s, &batch__v1__operation_record__descriptor, &m, 0)) == 1) {
+        cr_assert_lt(ops->n, sizeof ops->v / sizeof ops->v[0], "more operations than br_ops holds");
+        ops->v[ops->n++] = (Batch__V1__OperationRecord *)m;
+    }
+    cr_assert_eq(r, 0, "ListOperations: undecodable message");
+    rpcclient_status st = {0};
+    cr_assert_eq(rpcclient_stream_finish(s, &st), GRPC_STATUS_OK, "ListOperations: %s", st.message);
+    rpcclient_status_clear(&st);
+    return ops;
+}
+
+void br_ops_free(br_ops *ops)
+{
+    for (size_t i = 0; i < ops->n; i++)
+        batch__v1__operation_record__free_unpacked(ops->v[i], NULL);
+    free(ops);
+}
+
 const char *br_label(const Batch__V1__Batch *b, const char *key)
 {
     for (size_t i = 0; b->options && i < b->options->n_labels; i++)

@@ -1,13 +1,15 @@
 /* Running the built batchctl as a child process, for the end-to-end suites
- * (test_batchctl.c, test_batchctl_watch.c): scratch directories for its inputs and outputs,
- * spawning it with its output in files or in a pseudo-terminal, collecting its exit status
- * and output, parsing JSON-lines output, and a TCP proxy in front of batchd that can break
- * connections as a network failure does.
+ * (test_batchctl.c, test_batchctl_retry.c, test_batchctl_watch.c): scratch directories for
+ * its inputs and outputs, spawning it with its output in files or in a pseudo-terminal,
+ * collecting its exit status and output, parsing JSON-lines output, reading what batchd
+ * holds, and a TCP proxy in front of batchd that can break connections as a network failure
+ * does.
  *
  * Ownership: a br_scratch lives in the caller (usually on the stack) from br_scratch_open to
  * br_scratch_close, which removes the directory and every file in it. A br_ran owns its out
- * and err (free with br_ran_free). A br_jlines holds one reference per line (drop them with
- * br_jlines_free). A br_proxy is allocated by br_proxy_start and freed by br_proxy_stop.
+ * and err (free with br_ran_free). A br_ops owns its records (free with br_ops_free). A
+ * br_jlines holds one reference per line (drop them with br_jlines_free). A br_proxy is
+ * allocated by br_proxy_start and freed by br_proxy_stop.
  * Every helper fails the test (Criterion assertion) rather than returning an error. */
 #ifndef BATCHD_BATCHCTL_RUN_H
 #define BATCHD_BATCHCTL_RUN_H
@@ -40,6 +42,12 @@ typedef struct br_ran {
     char *out, *err;     /* stdout and stderr (for a terminal child: everything, in out) */
     double secs;
 } br_ran;
+
+/* The operations of a batch as ListOperations sends them. */
+typedef struct br_ops {
+    Batch__V1__OperationRecord *v[256];
+    size_t n;
+} br_ops;
 
 /* The JSON lines of text, parsed. */
 typedef struct br_jlines {
@@ -102,6 +110,10 @@ size_t br_n_batches(harness *h);
 Batch__V1__Batch *br_newest(harness *h);
 /* The value of label key in b's options (owned by b), or NULL. */
 const char *br_label(const Batch__V1__Batch *b, const char *key);
+/* The operations of batch id (only those whose item is in state, unless 0), in input order,
+ * from ListOperations (at most 256). Free with br_ops_free. */
+br_ops *br_operations(harness *h, const char *id, int state);
+void br_ops_free(br_ops *ops);
 
 /* ---- JSON lines ---- */
 
