@@ -92,6 +92,7 @@ static void read_page(sq_store *s, sq_job *j)
 void *sq_reader_main(void *arg)
 {
     sq_store *s = arg;
+    pthread_setname_np(pthread_self(), "batchd-sqlread");
     for (;;) {
         pthread_mutex_lock(&s->rmu);
         while (list_empty(&s->rq) && !s->rclosing)
@@ -118,6 +119,7 @@ void *sq_reader_main(void *arg)
 void *sq_checker_main(void *arg)
 {
     sq_store *s = arg;
+    pthread_setname_np(pthread_self(), "batchd-sqlcheck");
     sqlite3_stmt *st = NULL;
     char found[512] = "";
     size_t len = 0;

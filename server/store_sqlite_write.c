@@ -24,10 +24,8 @@
 #include "pbtime.h"
 #include "store_sqlite_int.h"
 
-/* Checkpoint once the WAL holds this many 16 KB frames (~4 MB: the notes' 1000 x 4 KB,
- * WAL 4-13 MB, 6.5 ms p50 per checkpoint). */
-#define SQ_CHECKPOINT_PAGES 256
-#define SQ_WAL_WARN_PAGES (64 * SQ_CHECKPOINT_PAGES) /* ~256 MB */
+/* A WAL this many checkpoint intervals long (~256 MB) is worth a warning. */
+#define SQ_WAL_WARN_FACTOR 64
 
 static const char *const wsql[W_COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -43,9 +41,6 @@ static const char *const wsql[W_COUNT] = {
     [W_MARK_DELETE] = "UPDATE batches SET phase = 2, request_id = NULL WHERE bno = ?1",
     [W_INS_OP] = "INSERT INTO ops(bno, idx, op) VALUES(?1, ?2, ?3)",
     [W_INS_RESULT] = "INSERT OR REPLACE INTO results(bno, idx, seq, state, result) VALUES(?1, ?2, ?3, ?4, ?5)",
-    /* No row when the batch is gone (deleted while an item was finishing): nothing to keep. */
-    [W_INS_RESULT_ID] = "INSERT OR REPLACE INTO results(bno, idx, seq, state, result)"
-                        " SELECT bno, ?2, ?3, ?4, ?5 FROM batches WHERE id = ?1",
     [W_INS_KEY] = "INSERT OR REPLACE INTO keys(key, batch_id, idx, created_ns) VALUES(?1, ?2, ?3, ?4)",
     [W_SUMMARY] = "UPDATE batches SET state = ?2, end_ns = ?3, snapshot = ?4 WHERE id = ?1",
     [W_DEL_OPS] = "DELETE FROM ops WHERE rowid IN (SELECT rowid FROM ops WHERE bno = ?1 LIMIT ?2)",
@@ -60,12 +55,18 @@ static const char *const wsql[W_COUNT] = {
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
     sq_store *s = arg;
-    if (pages < SQ_CHECKPOINT_PAGES)
+    /* Frames this commit appended; fewer than last time means the WAL started over
+     * after a checkpoint. */
+    int added = pages >= s->wal_last ? pages - s->wal_last : pages;
+    s->wal_last = pages;
+    atomic_fetch_add_explicit(&s->n_wal_frames, (uint64_t)added, memory_order_relaxed);
+    if (pages < s->checkpoint_pages)
         return SQLITE_OK;
     int wal = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &wal, &copied);
     int64_t now = pbtime_mono_ns();
-    if (((rc != SQLITE_OK && rc != SQLITE_BUSY) || wal >= SQ_WAL_WARN_PAGES) && now >= s->wal_warn_ns) {
+    if (((rc != SQLITE_OK && rc != SQLITE_BUSY) || wal >= SQ_WAL_WARN_FACTOR * s->checkpoint_pages) &&
+        now >= s->wal_warn_ns) {
         s->wal_warn_ns = now + 60 * PBTIME_NS_PER_SEC;
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             log_warn("%s: checkpoint failed: %s", s->path, sqlite3_errmsg(db));
@@ -81,6 +82,19 @@ int sq_writer_prepare(sq_store *s)
     for (int i = 0; i < W_COUNT; i++)
         if (sqlite3_prepare_v3(s->wdb, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->wst[i], NULL) != SQLITE_OK)
             return -1;
+    char sql[128 + SQ_OPS_PER_STMT * 16 + SQ_RESULTS_PER_STMT * 24];
+    int n = snprintf(sql, sizeof sql, "INSERT INTO ops(bno, idx, op) VALUES(?, ?, ?)");
+    for (int i = 1; i < SQ_OPS_PER_STMT; i++)
+        n += snprintf(sql + n, sizeof sql - (size_t)n, ", (?, ?, ?)");
+    if (sqlite3_prepare_v3(s->wdb, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->wops, NULL) != SQLITE_OK)
+        return -1;
+    /* Rows of one INSERT are written in order, so a later result for the same item still
+     * replaces an earlier one. */
+    n = snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO results(bno, idx, seq, state, result) VALUES(?, ?, ?, ?, ?)");
+    for (int i = 1; i < SQ_RESULTS_PER_STMT; i++)
+        n += snprintf(sql + n, sizeof sql - (size_t)n, ", (?, ?, ?, ?, ?)");
+    if (sqlite3_prepare_v3(s->wdb, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->wresults, NULL) != SQLITE_OK)
+        return -1;
     sqlite3_wal_hook(s->wdb, on_wal_commit, s);
     return 0;
 }
@@ -150,6 +164,13 @@ static uint64_t small_rows(const sq_job *j)
     return j->kind == SQ_PUT_RESULT && j->u.result.key ? 2 : 1;
 }
 
+size_t sq_job_rows(const sq_job *j)
+{
+    if (j->kind == SQ_PUT_BATCH)
+        return 1 + j->u.put.n_ended + j->u.put.total;
+    return (size_t)small_rows(j); /* a delete counts 1: nobody waits for it */
+}
+
 /* Errors caused by one job's content rather than by the disk: retrying cannot help, so
  * that job alone fails (a bug elsewhere; logged) and the others go on. */
 static int rejected(int rc)
@@ -165,13 +186,50 @@ static int rejected(int rc)
     }
 }
 
+/* ---- batch numbers (see SQ_BNO_SLOTS) ---------------------------------------------- */
+
+static sq_bno *bno_slot(sq_store *s, const char *id)
+{
+    return strlen(id) > BATCH_ID_LEN ? NULL : &s->bnos[id_hash(id) & (SQ_BNO_SLOTS - 1)];
+}
+
+static void bno_remember(sq_store *s, const char *id, int64_t bno)
+{
+    sq_bno *e = bno_slot(s, id);
+    if (e) {
+        snprintf(e->id, sizeof e->id, "%s", id);
+        e->bno = bno;
+    }
+}
+
+static void bno_forget(sq_store *s, const char *id)
+{
+    sq_bno *e = bno_slot(s, id);
+    if (e && strcmp(e->id, id) == 0)
+        e->id[0] = '\0';
+}
+
+static void bno_forget_all(sq_store *s)
+{
+    for (size_t i = 0; i < SQ_BNO_SLOTS; i++)
+        s->bnos[i].id[0] = '\0';
+}
+
+/* The batch's number, 0 if there is no such batch (any more). */
 static int find_bno(sq_store *s, const char *id, int64_t *bno)
 {
+    const sq_bno *e = bno_slot(s, id);
+    if (e && e->id[0] && strcmp(e->id, id) == 0) {
+        *bno = e->bno;
+        return SQLITE_OK;
+    }
     sqlite3_stmt *st = s->wst[W_FIND];
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     *bno = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
+    if (*bno)
+        bno_remember(s, id, *bno);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -191,15 +249,50 @@ static int put_row(sq_store *s, sq_job *j, int phase)
     return sq_step_done(st);
 }
 
+static void bind_result(sqlite3_stmt *st, int at, int64_t bno, const store_result *r)
+{
+    sqlite3_bind_int64(st, at + 1, bno);
+    sqlite3_bind_int64(st, at + 2, r->index);
+    sqlite3_bind_int64(st, at + 3, r->seq);
+    sqlite3_bind_int(st, at + 4, r->state);
+    sq_bind_slice(st, at + 5, r->result);
+}
+
 static int put_result_row(sq_store *s, int64_t bno, const store_result *r)
 {
-    sqlite3_stmt *st = s->wst[W_INS_RESULT];
-    sqlite3_bind_int64(st, 1, bno);
-    sqlite3_bind_int64(st, 2, r->index);
-    sqlite3_bind_int64(st, 3, r->seq);
-    sqlite3_bind_int(st, 4, r->state);
-    sq_bind_slice(st, 5, r->result);
-    return sq_step_done(st);
+    bind_result(s->wst[W_INS_RESULT], 0, bno, r);
+    return sq_step_done(s->wst[W_INS_RESULT]);
+}
+
+/* Inserts the buffered results of put_result jobs: a full buffer as one statement (if
+ * it fails, *bad stays NULL: the row is not known), the rest one by one. */
+static int flush_results(sq_store *s, sq_job **bad)
+{
+    int rc = SQLITE_OK;
+    if (s->wrbuf_n == SQ_RESULTS_PER_STMT) {
+        for (int i = 0; i < SQ_RESULTS_PER_STMT; i++)
+            bind_result(s->wresults, 5 * i, s->wrbuf[i].bno, &s->wrbuf[i].j->u.result.r);
+        rc = sqlite3_step(s->wresults);
+        sqlite3_reset(s->wresults);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    } else {
+        for (int i = 0; i < s->wrbuf_n && rc == SQLITE_OK; i++)
+            if ((rc = put_result_row(s, s->wrbuf[i].bno, &s->wrbuf[i].j->u.result.r)) != SQLITE_OK)
+                *bad = s->wrbuf[i].j;
+    }
+    s->wrbuf_n = 0;
+    return rc;
+}
+
+/* Binds operation i of b as the row whose first parameter follows parameter at. */
+static void bind_op(sqlite3_stmt *st, int at, int64_t bno, const batch *b, uint32_t i)
+{
+    sqlite3_bind_int64(st, at + 1, bno);
+    sqlite3_bind_int64(st, at + 2, i);
+    if (b->items[i].op_len)
+        sqlite3_bind_blob(st, at + 3, b->items[i].op, (int)b->items[i].op_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_zeroblob(st, at + 3, 0);
 }
 
 /* A put_batch is a sequence of rows: the batch row, the results of items that had
@@ -217,6 +310,7 @@ static int write_put(sq_store *s, sq_job *j, uint64_t budget, uint64_t *used)
         if ((rc = put_row(s, j, end == rows ? SQ_LIVE : SQ_LOADING)) != SQLITE_OK)
             return rc;
         bno = sqlite3_last_insert_rowid(s->wdb);
+        bno_remember(s, j->id, bno);
         p = 1;
     } else if ((rc = find_bno(s, j->id, &bno)) != SQLITE_OK) {
         return rc;
@@ -224,21 +318,21 @@ static int write_put(sq_store *s, sq_job *j, uint64_t budget, uint64_t *used)
         log_error("%s: batch %s vanished while being written", s->path, j->id);
         return SQLITE_NOTFOUND;
     }
-    const batch *b = j->u.put.b;
-    sqlite3_stmt *ins = s->wst[W_INS_OP];
-    for (; p < end; p++) {
-        uint64_t k = p - 1;
-        if (k < j->u.put.n_ended) {
-            rc = put_result_row(s, bno, &j->u.put.ended[k]);
+    for (; p < end && p - 1 < j->u.put.n_ended; p++)
+        if ((rc = put_result_row(s, bno, &j->u.put.ended[p - 1])) != SQLITE_OK)
+            return rc;
+    /* Operations SQ_OPS_PER_STMT to a statement while that many are left, then singly. */
+    for (; p < end; p += (uint64_t)(end - p >= SQ_OPS_PER_STMT ? SQ_OPS_PER_STMT : 1)) {
+        uint32_t i = (uint32_t)(p - 1 - j->u.put.n_ended);
+        if (end - p >= SQ_OPS_PER_STMT) {
+            for (int r = 0; r < SQ_OPS_PER_STMT; r++)
+                bind_op(s->wops, 3 * r, bno, j->u.put.b, i + (uint32_t)r);
+            rc = sqlite3_step(s->wops);
+            sqlite3_reset(s->wops);
+            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
         } else {
-            uint32_t i = (uint32_t)(k - j->u.put.n_ended);
-            sqlite3_bind_int64(ins, 1, bno);
-            sqlite3_bind_int64(ins, 2, i);
-            if (b->items[i].op_len)
-                sqlite3_bind_blob(ins, 3, b->items[i].op, (int)b->items[i].op_len, SQLITE_STATIC);
-            else
-                sqlite3_bind_zeroblob(ins, 3, 0);
-            rc = sq_step_done(ins);
+            bind_op(s->wst[W_INS_OP], 0, bno, j->u.put.b, i);
+            rc = sq_step_done(s->wst[W_INS_OP]);
         }
         if (rc != SQLITE_OK)
             return rc;
@@ -292,6 +386,8 @@ static int write_delete(sq_store *s, sq_job *j, uint64_t budget, uint64_t *used)
             sqlite3_bind_int64(st, 2, limit);
         if ((rc = sq_step_done(st)) != SQLITE_OK)
             return rc;
+        if (step == DEL_ROW)
+            bno_forget(s, j->id);
         int64_t changed = sqlite3_changes64(s->wdb);
         n += (uint64_t)(changed > 0 ? changed : 1);
         /* A LIMITed delete that came short means nothing of that kind is left. */
@@ -304,7 +400,9 @@ static int write_delete(sq_store *s, sq_job *j, uint64_t budget, uint64_t *used)
     return SQLITE_OK;
 }
 
-static int write_small(sq_store *s, sq_job *j)
+/* A summary, or a result (and its key): the result row goes to the buffer when
+ * buffered (flush_results), else straight into the table. */
+static int write_small(sq_store *s, sq_job *j, int buffered)
 {
     sqlite3_stmt *st;
     int rc;
@@ -317,16 +415,18 @@ static int write_small(sq_store *s, sq_job *j)
         return sq_step_done(st);
     }
     const store_result *r = &j->u.result.r;
-    st = s->wst[W_INS_RESULT_ID];
-    sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, r->index);
-    sqlite3_bind_int64(st, 3, r->seq);
-    sqlite3_bind_int(st, 4, r->state);
-    sq_bind_slice(st, 5, r->result);
-    if ((rc = sq_step_done(st)) != SQLITE_OK)
+    int64_t bno = 0;
+    if ((rc = find_bno(s, j->id, &bno)) != SQLITE_OK)
         return rc;
-    if (sqlite3_changes(s->wdb) == 0)
+    /* No row when the batch is gone (deleted while an item was finishing): nothing to keep. */
+    if (bno == 0) {
         log_debug("%s: result %u of batch %s not stored: the batch is gone", s->path, r->index, j->id);
+    } else if (buffered) {
+        s->wrbuf[s->wrbuf_n].j = j;
+        s->wrbuf[s->wrbuf_n++].bno = bno;
+    } else if ((rc = put_result_row(s, bno, r)) != SQLITE_OK) {
+        return rc;
+    }
     if (j->u.result.key == NULL)
         return SQLITE_OK;
     st = s->wst[W_INS_KEY];
@@ -367,7 +467,7 @@ static void wlist_move(sq_store *s, sq_job *j, list_node *to)
  * and a big batch gets all the rows nobody else needs. On success the jobs it finished
  * move to *done (in list order). On failure everything is rolled back, *bad names the
  * job whose statement failed (NULL if BEGIN or COMMIT did), why holds SQLite's message. */
-static int write_group(sq_store *s, list_node *done, sq_job **bad, char *why, size_t whylen)
+static int write_group_once(sq_store *s, list_node *done, sq_job **bad, char *why, size_t whylen)
 {
     uint64_t rows = 0, rows_left = SQ_TX_ROWS, small_left = s->n_bulk ? SQ_TX_ROWS / 2 : SQ_TX_ROWS;
     list_node *pos, *tmp, *stop = &s->wlist;
@@ -392,15 +492,20 @@ static int write_group(sq_store *s, list_node *done, sq_job **bad, char *why, si
             break;
         }
         j->touched = 1;
-        if ((rc = write_small(s, j)) != SQLITE_OK) {
+        if ((rc = write_small(s, j, !s->wsingle)) != SQLITE_OK) {
             *bad = j;
             goto fail;
         }
+        if (s->wrbuf_n == SQ_RESULTS_PER_STMT && (rc = flush_results(s, bad)) != SQLITE_OK)
+            goto fail;
         j->finished_tx = 1;
         small_left -= need;
         rows_left -= need;
         rows += need;
     }
+    /* Before the bulk jobs: a delete must find every result written before it. */
+    if ((rc = flush_results(s, bad)) != SQLITE_OK)
+        goto fail;
 
     blocked_clear(s);
     for (pos = s->wlist.next; pos != stop && rows_left > 0 && s->n_bulk; pos = pos->next) {
@@ -415,7 +520,7 @@ static int write_group(sq_store *s, list_node *done, sq_job **bad, char *why, si
             rc = write_delete(s, j, rows_left, &used);
         } else if (small_rows(j) <= rows_left) { /* else no room left: it waits */
             used = small_rows(j);
-            if ((rc = write_small(s, j)) == SQLITE_OK)
+            if ((rc = write_small(s, j, 0)) == SQLITE_OK)
                 j->finished_tx = 1;
         }
         if (rc != SQLITE_OK) {
@@ -445,15 +550,30 @@ static int write_group(sq_store *s, list_node *done, sq_job **bad, char *why, si
     return SQLITE_OK;
 
 fail:
+    s->wrbuf_n = 0;
     snprintf(why, whylen, "%s", sqlite3_errmsg(s->wdb));
     /* A failed COMMIT under SQLITE_FULL has already rolled back (pitfall 11); other
      * failures leave the transaction open. */
     if (!sqlite3_get_autocommit(s->wdb))
         sq_step_done(s->wst[W_ROLLBACK]);
+    bno_forget_all(s);
     for (pos = s->wlist.next; pos != &s->wlist; pos = pos->next) {
         sq_job *j = container_of(pos, sq_job, link);
         j->prog_tx = j->prog;
         j->touched = j->finished_tx = 0;
+    }
+    return rc;
+}
+
+/* A group whose multi-row INSERT SQLite refused for its content is written again one row
+ * per statement, so that the refused row is found and fails alone (see rejected). */
+static int write_group(sq_store *s, list_node *done, sq_job **bad, char *why, size_t whylen)
+{
+    int rc = write_group_once(s, done, bad, why, whylen);
+    if (rc != SQLITE_OK && *bad == NULL && rejected(rc)) {
+        s->wsingle = 1;
+        rc = write_group_once(s, done, bad, why, whylen);
+        s->wsingle = 0;
     }
     return rc;
 }
@@ -473,9 +593,12 @@ static void post_health(sq_store *s, int healthy)
     sq_complete(s, &one);
 }
 
+/* Under wmu. */
 static void take_queue(sq_store *s)
 {
     list_node *pos, *tmp;
+    s->wq_rows = 0;
+    s->wq_urgent = 0;
     list_foreach_safe(pos, tmp, &s->wq) {
         if (is_bulk(container_of(pos, sq_job, link)))
             s->n_bulk++;
@@ -501,15 +624,52 @@ static void fail_all(sq_store *s, store_err err)
     sq_complete(s, &done);
 }
 
+static void wait_until(sq_store *s, int64_t deadline_ns)
+{
+    struct timespec ts = {(time_t)(deadline_ns / PBTIME_NS_PER_SEC), (long)(deadline_ns % PBTIME_NS_PER_SEC)};
+    s->wlingering = 1;
+    pthread_cond_timedwait(&s->wcv, &s->wmu, &ts); /* wcv runs on CLOCK_MONOTONIC */
+    s->wlingering = 0;
+}
+
+/* Under wmu: waits until there is something to write, grouping small writes (group
+ * commit, see SQ_LINGER_NS). Jobs in wq are taken once there are linger_rows rows, a
+ * put_batch, or the oldest has waited linger_ns. After a commit the writer stays on call
+ * for linger_ns, sleeping with a deadline instead of waiting to be signalled: whatever
+ * arrives meanwhile goes at that deadline, without a wakeup from the loop (which signals
+ * a lingering writer only for enough rows or a put_batch). So a steady stream costs one
+ * timed wakeup per commit; only an idle writer needs a signal. */
+static void wait_for_work(sq_store *s, int64_t last_commit_ns)
+{
+    for (;;) {
+        if (s->wclosing || !list_empty(&s->wlist))
+            return;
+        int64_t now = pbtime_mono_ns(), on_call_until = last_commit_ns + s->linger_ns;
+        if (!list_empty(&s->wq)) {
+            /* Came during the last commit or the on-call time after it: with the others
+             * at the end of that time. */
+            int64_t deadline = s->wq_since_ns < on_call_until ? on_call_until : s->wq_since_ns + s->linger_ns;
+            if (s->wq_urgent || s->wq_rows >= s->linger_rows || now >= deadline)
+                return;
+            wait_until(s, deadline);
+        } else if (now < on_call_until) {
+            wait_until(s, on_call_until);
+        } else {
+            pthread_cond_wait(&s->wcv, &s->wmu);
+        }
+    }
+}
+
 void *sq_writer_main(void *arg)
 {
     sq_store *s = arg;
     int64_t giveup_ns = 0;
     unsigned failures = 0;
+    int64_t last_commit_ns = 0;
+    pthread_setname_np(pthread_self(), "batchd-sqlwrite");
     for (;;) {
         pthread_mutex_lock(&s->wmu);
-        while (list_empty(&s->wq) && list_empty(&s->wlist) && !s->wclosing)
-            pthread_cond_wait(&s->wcv, &s->wmu);
+        wait_for_work(s, last_commit_ns);
         take_queue(s);
         int closing = s->wclosing;
         pthread_mutex_unlock(&s->wmu);
@@ -533,6 +693,7 @@ void *sq_writer_main(void *arg)
             }
             failures = 0;
             sq_complete(s, &done);
+            last_commit_ns = pbtime_mono_ns();
             continue;
         }
         if (bad && rejected(rc)) {

@@ -96,9 +96,9 @@ Test(store_sqlite_fail, corrupt_page_refused)
     store_with_data(&t);
     struct stat sb;
     cr_assert_eq(stat(t.path, &sb), 0);
-    off_t pages = sb.st_size / 16384;
+    off_t page = (off_t)sqt_raw_int(t.path, "PRAGMA page_size"), pages = sb.st_size / page;
     cr_assert_gt(pages, 20);
-    scribble(t.path, (pages / 2) * 16384, 16384);
+    scribble(t.path, (pages / 2) * page, (size_t)page);
     /* Start is open + load: one of them must refuse, naming the file. */
     char err[512] = "";
     t.st = sqt_try_open(&t, 1, err, sizeof err);
@@ -324,6 +324,39 @@ Test(store_sqlite_fail, refused_write_fails_alone)
     cr_assert_eq(sqt_stats(&t).retries, 0);
     cr_assert_eq(store_healthy(t.st), 1);
     cr_assert_eq(t.n_health, 0);
+    sqt_free(&t);
+}
+
+/* Results are inserted several to a statement; when SQLite refuses one row of such a
+ * statement (here a trigger standing in for a bug), the group is written again one row
+ * per statement, so that only the refused result fails and the others are stored. */
+Test(store_sqlite_fail, refused_row_of_a_grouped_insert_fails_alone)
+{
+    enum { N = 20, BAD = 5 };
+    sqt_ctx t;
+    sqt_init(&t);
+    sqt_open(&t, 0);
+    batch *b = sqt_make_batch(&t, N, NULL);
+    sqt_put_batch_durable(&t, b);
+    sqt_close(&t);
+    sqt_raw_exec(t.path, "CREATE TRIGGER refuse BEFORE INSERT ON results WHEN NEW.idx = 5"
+                         " BEGIN SELECT RAISE(ABORT, 'refused for the test'); END");
+    sqt_open(&t, 0);
+    sqt_done d[N];
+    for (uint32_t i = 0; i < N; i++) { /* one loop turn: one group */
+        d[i] = (sqt_done){.t = &t};
+        sqt_finish_item(b, i, BATCH__V1__ITEM_STATE__ITEM_STATE_SUCCEEDED, 32);
+        store_put_result(t.st, b, i, NULL, sqt_on_done, &d[i]);
+    }
+    cr_assert(sqt_run_until(&t, &t.n_done, N, 20));
+    for (uint32_t i = 0; i < N; i++)
+        cr_assert_eq(d[i].err, i == BAD ? STORE_EIO : STORE_OK, "result %u: error %d", i, d[i].err);
+    cr_assert_eq(sqt_stats(&t).rejected, 1);
+    cr_assert_eq(sqt_stats(&t).retries, 0);
+    cr_assert_eq(store_healthy(t.st), 1);
+    sqt_close(&t);
+    cr_assert_eq(sqt_raw_int(t.path, "SELECT count(*) FROM results"), N - 1);
+    cr_assert_eq(sqt_raw_int(t.path, "SELECT count(*) FROM results WHERE idx = 5"), 0);
     sqt_free(&t);
 }
 
