@@ -2,6 +2,8 @@
  * curl's tool_getparam.c. Parsing and --help both read the tables. */
 #include "options.h"
 
+#include "pbtime.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -278,32 +280,6 @@ void opt_usage(FILE *f, bctl_cmd cmd)
 
 /* ---- values ------------------------------------------------------------------------ */
 
-int opt_parse_duration(const char *s, int64_t *ns)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !isfinite(v) || v < 0 || isspace((unsigned char)*s))
-        return -1;
-    double mult;
-    if (*end == '\0' || strcmp(end, "s") == 0)
-        mult = 1e9;
-    else if (strcmp(end, "ms") == 0)
-        mult = 1e6;
-    else if (strcmp(end, "us") == 0)
-        mult = 1e3;
-    else if (strcmp(end, "m") == 0)
-        mult = 60e9;
-    else if (strcmp(end, "h") == 0)
-        mult = 3600e9;
-    else
-        return -1;
-    if (v * mult > 9.2e18)
-        return -1;
-    *ns = (int64_t)(v * mult);
-    return 0;
-}
-
 const char *opt_label_value(const char *label, size_t *key_len)
 {
     const char *eq = strchr(label, '=');
@@ -349,7 +325,7 @@ static int set_value(bctl_opts *o, const opt_def *d, const char *value, FILE *er
         bad = parse_u32(value, field) < 0;
         break;
     case K_DURATION:
-        bad = opt_parse_duration(value, field) < 0;
+        bad = pbtime_parse_duration(value, field) < 0;
         break;
     case K_RATE: {
         char *end;

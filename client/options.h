@@ -85,8 +85,6 @@ void opt_free(bctl_opts *o);
 void opt_usage(FILE *f, bctl_cmd cmd);
 const char *opt_cmd_name(bctl_cmd cmd);
 
-/* "30s", "1.5s", "250ms", "2m", "1h"; a bare number is seconds. 0, or -1 if s is not one. */
-int opt_parse_duration(const char *s, int64_t *ns);
 
 /* Splits "KEY=VALUE" (checked by the parser) into a key of *key_len bytes and the value. */
 const char *opt_label_value(const char *label, size_t *key_len);

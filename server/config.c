@@ -2,6 +2,8 @@
  * `batchd --help` always lists exactly what the parser accepts. */
 #include "config.h"
 
+#include "pbtime.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -100,35 +102,6 @@ void config_defaults(config *cfg)
     cfg->retention_ns = 7 * 86400 * NS_PER_SEC;
     cfg->idempotency_ttl_ns = 86400 * NS_PER_SEC;
     cfg->log_level = LOG_INFO;
-}
-
-int config_parse_duration(const char *s, int64_t *ns)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !isfinite(v) || v < 0)
-        return -1;
-    double mult;
-    if (*end == '\0' || strcmp(end, "s") == 0)
-        mult = 1e9;
-    else if (strcmp(end, "ms") == 0)
-        mult = 1e6;
-    else if (strcmp(end, "us") == 0)
-        mult = 1e3;
-    else if (strcmp(end, "m") == 0)
-        mult = 60e9;
-    else if (strcmp(end, "h") == 0)
-        mult = 3600e9;
-    else if (strcmp(end, "d") == 0)
-        mult = 86400e9;
-    else
-        return -1;
-    double r = v * mult;
-    if (r > 9.2e18)
-        return -1;
-    *ns = (int64_t)r;
-    return 0;
 }
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -277,7 +250,7 @@ static int apply(config *cfg, const opt *o, const char *arg)
         *(size_t *)field = (size_t)u;
         return 0;
     case OPT_DURATION:
-        if (config_parse_duration(arg, (int64_t *)field) < 0)
+        if (pbtime_parse_duration(arg, (int64_t *)field) < 0)
             break;
         if (o->offset == OFF(default_item_timeout_ns))
             cfg->item_timeout_given = 1;

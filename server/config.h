@@ -68,7 +68,5 @@ int config_add_target(config *cfg, const char *spec, char *err, size_t errlen);
 /* Frees what config_parse/config_add_target allocated. */
 void config_free(config *cfg);
 
-/* Parses "500ms", "30s", "5m", "2h", "7d" or plain seconds ("1.5"). Returns 0 or -1. */
-int config_parse_duration(const char *s, int64_t *ns);
 
 #endif

@@ -1,6 +1,8 @@
 /* batchctl's pieces without a server: the option table, the results writers, the progress
  * display (driven with made-up times), and the reports of failed calls. */
 #include <criterion/criterion.h>
+
+#include "pbtime.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,15 +174,18 @@ Test(options, help_lists_exactly_the_flags_of_the_command)
 Test(options, durations)
 {
     int64_t ns = 0;
-    cr_assert_eq(opt_parse_duration("2", &ns), 0);
+    cr_assert_eq(pbtime_parse_duration("2", &ns), 0);
     cr_assert_eq(ns, 2000000000LL);
-    cr_assert_eq(opt_parse_duration("250ms", &ns), 0);
+    cr_assert_eq(pbtime_parse_duration("250ms", &ns), 0);
     cr_assert_eq(ns, 250000000LL);
-    cr_assert_eq(opt_parse_duration("1.5m", &ns), 0);
+    cr_assert_eq(pbtime_parse_duration("1.5m", &ns), 0);
     cr_assert_eq(ns, 90000000000LL);
-    cr_assert_eq(opt_parse_duration("-1s", &ns), -1);
-    cr_assert_eq(opt_parse_duration("1d", &ns), -1);
-    cr_assert_eq(opt_parse_duration("", &ns), -1);
+    cr_assert_eq(pbtime_parse_duration("-1s", &ns), -1);
+    cr_assert_eq(pbtime_parse_duration("1d", &ns), 0);
+    cr_assert_eq(ns, 86400 * 1000000000LL);
+    cr_assert_eq(pbtime_parse_duration("1y", &ns), -1);
+    cr_assert_eq(pbtime_parse_duration(" 1s", &ns), -1);
+    cr_assert_eq(pbtime_parse_duration("", &ns), -1);
 }
 
 /* ---- output ----------------------------------------------------------------------- */

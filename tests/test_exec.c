@@ -7,19 +7,6 @@
 #include "harness.h"
 #include "pbtime.h"
 
-static Batch__V1__SubmitBatchResponse *submit_async(harness *h, unsigned n, const char *path, const char *opts)
-{
-    char options[512];
-    snprintf(options, sizeof options, "{\"mode\":\"MODE_ASYNC\"%s%s}", opts ? "," : "", opts ? opts : "");
-    Batch__V1__SubmitBatchRequest *req = h_request_n(n, path, options);
-    rpcclient_status st = {0};
-    Batch__V1__SubmitBatchResponse *r = h_submit(h, req, &st);
-    cr_assert_not_null(r, "submit: %s", st.message);
-    rpcclient_status_clear(&st);
-    batch__v1__submit_batch_request__free_unpacked(req, NULL);
-    return r;
-}
-
 static uint64_t max_in_flight(harness *h)
 {
     upstream_stats s;
@@ -29,7 +16,7 @@ static uint64_t max_in_flight(harness *h)
 
 static Batch__V1__Batch *run_to_end(harness *h, unsigned n, const char *path, const char *opts)
 {
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, n, path, opts);
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, n, path, opts);
     Batch__V1__Batch *b = h_wait_end(h, r->batch->id, 60);
     batch__v1__submit_batch_response__free_unpacked(r, NULL);
     return b;
@@ -49,8 +36,8 @@ Test(exec, global_inflight_cap_holds_across_batches)
 {
     const char *args[] = {"--max-inflight", "5", NULL};
     harness *h = h_start(args);
-    Batch__V1__SubmitBatchResponse *a = submit_async(h, 20, "/a/%u?delay_ms=50", "\"maxConcurrency\":10");
-    Batch__V1__SubmitBatchResponse *c = submit_async(h, 20, "/b/%u?delay_ms=50", "\"maxConcurrency\":10");
+    Batch__V1__SubmitBatchResponse *a = h_submit_async(h, 20, "/a/%u?delay_ms=50", "\"maxConcurrency\":10");
+    Batch__V1__SubmitBatchResponse *c = h_submit_async(h, 20, "/b/%u?delay_ms=50", "\"maxConcurrency\":10");
     Batch__V1__Batch *ba = h_wait_end(h, a->batch->id, 30), *bc = h_wait_end(h, c->batch->id, 30);
     cr_assert_eq(max_in_flight(h), 5);
     batch__v1__batch__free_unpacked(ba, NULL);
@@ -89,11 +76,11 @@ Test(exec, a_small_batch_is_not_starved_by_a_big_one)
 {
     const char *args[] = {"--max-inflight", "4", "--max-items", "5000", NULL};
     harness *h = h_start(args);
-    Batch__V1__SubmitBatchResponse *big = submit_async(h, 3000, "/big/%u?delay_ms=10", "\"maxConcurrency\":4");
+    Batch__V1__SubmitBatchResponse *big = h_submit_async(h, 3000, "/big/%u?delay_ms=10", "\"maxConcurrency\":4");
     unsigned some = 20;
     Batch__V1__Batch *first = h_wait_until(h, big->batch->id, 30, done_at_least, &some);
     batch__v1__batch__free_unpacked(first, NULL);
-    Batch__V1__SubmitBatchResponse *small = submit_async(h, 10, "/small/%u?delay_ms=10", "\"maxConcurrency\":4");
+    Batch__V1__SubmitBatchResponse *small = h_submit_async(h, 10, "/small/%u?delay_ms=10", "\"maxConcurrency\":4");
     Batch__V1__Batch *s = h_wait_end(h, small->batch->id, 30);
     cr_assert_eq(s->state, BATCH__V1__BATCH_STATE__BATCH_STATE_SUCCEEDED);
     Batch__V1__Batch *b = h_get(h, big->batch->id, NULL);
@@ -271,7 +258,7 @@ static int running_at_least(const Batch__V1__Batch *b, void *arg)
 Test(exec, cancel_aborts_running_items_and_stops_pending_ones)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 20, "/slow/%u?delay_ms=10000", "\"maxConcurrency\":5");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 20, "/slow/%u?delay_ms=10000", "\"maxConcurrency\":5");
     unsigned five = 5;
     batch__v1__batch__free_unpacked(h_wait_until(h, r->batch->id, 10, running_at_least, &five), NULL);
     Batch__V1__CancelBatchRequest creq = BATCH__V1__CANCEL_BATCH_REQUEST__INIT;

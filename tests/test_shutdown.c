@@ -21,21 +21,10 @@ static int running_at_least(const Batch__V1__Batch *b, void *arg)
     return b->counts->running >= *(unsigned *)arg;
 }
 
-static Batch__V1__SubmitBatchResponse *submit_async(harness *h, unsigned n, const char *path, const char *opts)
-{
-    char options[256];
-    snprintf(options, sizeof options, "{\"mode\":\"MODE_ASYNC\"%s%s}", opts ? "," : "", opts ? opts : "");
-    Batch__V1__SubmitBatchRequest *req = h_request_n(n, path, options);
-    Batch__V1__SubmitBatchResponse *r = h_submit(h, req, NULL);
-    cr_assert_not_null(r);
-    batch__v1__submit_batch_request__free_unpacked(req, NULL);
-    return r;
-}
-
 Test(shutdown, draining_refuses_new_batches_and_lets_running_items_finish)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 4, "/s/%u?delay_ms=700", "\"maxConcurrency\":4");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 4, "/s/%u?delay_ms=700", "\"maxConcurrency\":4");
     unsigned four = 4;
     batch__v1__batch__free_unpacked(h_wait_until(h, r->batch->id, 10, running_at_least, &four), NULL);
     /* Watched from before the stop: the listener closes as soon as the drain is over, so
@@ -112,8 +101,8 @@ Test(shutdown, watchers_get_their_final_event_or_unavailable)
 {
     const char *args[] = {"--shutdown-grace", "400ms", NULL};
     harness *h = h_start(args);
-    Batch__V1__SubmitBatchResponse *quick = submit_async(h, 2, "/q/%u?delay_ms=150", NULL);
-    Batch__V1__SubmitBatchResponse *slow = submit_async(h, 2, "/s/%u?delay_ms=30000", NULL);
+    Batch__V1__SubmitBatchResponse *quick = h_submit_async(h, 2, "/q/%u?delay_ms=150", NULL);
+    Batch__V1__SubmitBatchResponse *slow = h_submit_async(h, 2, "/s/%u?delay_ms=30000", NULL);
     rpcclient_stream *wq = watch_open(h, quick->batch->id), *ws = watch_open(h, slow->batch->id);
     h_sleep_ms(50);
     h_request_stop(h);

@@ -35,19 +35,6 @@ static void stop(store_fixture *f)
     h_rmdir(f->dir);
 }
 
-static Batch__V1__SubmitBatchResponse *submit_async(harness *h, unsigned n, const char *path, const char *opts)
-{
-    char options[256];
-    snprintf(options, sizeof options, "{\"mode\":\"MODE_ASYNC\"%s%s}", opts ? "," : "", opts ? opts : "");
-    Batch__V1__SubmitBatchRequest *req = h_request_n(n, path, options);
-    rpcclient_status st = {0};
-    Batch__V1__SubmitBatchResponse *r = h_submit(h, req, &st);
-    cr_assert_not_null(r, "submit: %s", st.message);
-    rpcclient_status_clear(&st);
-    batch__v1__submit_batch_request__free_unpacked(req, NULL);
-    return r;
-}
-
 static int recorded_at_least(const Batch__V1__Batch *b, void *arg)
 {
     return b->last_sequence >= *(unsigned *)arg;
@@ -90,7 +77,7 @@ Test(store, acknowledged_batches_and_results_survive_a_restart)
 Test(store, an_unfinished_batch_resumes_without_rerunning_recorded_items)
 {
     store_fixture f = start_with_store("--shutdown-grace", "0s");
-    Batch__V1__SubmitBatchResponse *r = submit_async(f.h, 40, "/r/%u?delay_ms=60", "\"maxConcurrency\":4");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(f.h, 40, "/r/%u?delay_ms=60", "\"maxConcurrency\":4");
     unsigned some = 12;
     batch__v1__batch__free_unpacked(h_wait_until(f.h, r->batch->id, 20, recorded_at_least, &some), NULL);
     h_restart(f.h); /* no grace: the running items are abandoned unrecorded */
@@ -123,7 +110,7 @@ Test(store, an_unfinished_batch_resumes_without_rerunning_recorded_items)
 Test(store, a_watcher_resumes_across_a_restart_without_missing_an_item)
 {
     store_fixture f = start_with_store("--shutdown-grace", "0s");
-    Batch__V1__SubmitBatchResponse *r = submit_async(f.h, 30, "/w/%u?delay_ms=50", "\"maxConcurrency\":3");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(f.h, 30, "/w/%u?delay_ms=50", "\"maxConcurrency\":3");
     Batch__V1__WatchBatchRequest wreq = BATCH__V1__WATCH_BATCH_REQUEST__INIT;
     wreq.batch_id = r->batch->id;
     wreq.include_items = 1;
@@ -289,7 +276,7 @@ Test(store, list_batches_pages_newest_first_with_stable_tokens_across_a_restart)
 Test(store, list_results_streams_a_big_batch_from_the_store_in_input_order)
 {
     store_fixture f = start_with_store("--max-items", "20000");
-    Batch__V1__SubmitBatchResponse *r = submit_async(f.h, 20000, "/b/%u", "\"maxConcurrency\":64");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(f.h, 20000, "/b/%u", "\"maxConcurrency\":64");
     Batch__V1__Batch *b = h_wait_end(f.h, r->batch->id, 120);
     cr_assert_eq(b->state, BATCH__V1__BATCH_STATE__BATCH_STATE_SUCCEEDED);
     h_restart(f.h); /* the ended batch comes back as a summary: results only in the store */
@@ -314,7 +301,7 @@ Test(store, list_results_streams_a_big_batch_from_the_store_in_input_order)
 Test(store, a_watcher_replays_an_ended_batch_from_the_store_across_pages)
 {
     store_fixture f = start_with_store(NULL, NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(f.h, 700, "/p/%u", "\"maxConcurrency\":16");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(f.h, 700, "/p/%u", "\"maxConcurrency\":16");
     batch__v1__batch__free_unpacked(h_wait_end(f.h, r->batch->id, 30), NULL);
     h_restart(f.h); /* the ended batch comes back as a summary: items only in the store */
     Batch__V1__WatchBatchRequest wreq = BATCH__V1__WATCH_BATCH_REQUEST__INIT;

@@ -85,21 +85,10 @@ static void assert_items(const events *e, uint64_t from, uint64_t to)
                  (unsigned long)want - 1);
 }
 
-static Batch__V1__SubmitBatchResponse *submit_async(harness *h, unsigned n, const char *path, const char *opts)
-{
-    char options[256];
-    snprintf(options, sizeof options, "{\"mode\":\"MODE_ASYNC\"%s%s}", opts ? "," : "", opts ? opts : "");
-    Batch__V1__SubmitBatchRequest *req = h_request_n(n, path, options);
-    Batch__V1__SubmitBatchResponse *r = h_submit(h, req, NULL);
-    cr_assert_not_null(r);
-    batch__v1__submit_batch_request__free_unpacked(req, NULL);
-    return r;
-}
-
 Test(watch, snapshot_then_every_item_then_the_final_state)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 30, "/w/%u?delay_ms=20", "\"maxConcurrency\":3");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 30, "/w/%u?delay_ms=20", "\"maxConcurrency\":3");
     events e = watch_all(h, r->batch->id, 1, 0, 0);
     cr_assert_eq(e.code, GRPC_STATUS_OK);
     cr_assert_gt(e.n, 31);
@@ -127,7 +116,7 @@ Test(watch, snapshot_then_every_item_then_the_final_state)
 Test(watch, an_ended_batch_replays_items_after_the_given_sequence)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 10, "/w/%u", NULL);
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 10, "/w/%u", NULL);
     batch__v1__batch__free_unpacked(h_wait_end(h, r->batch->id, 10), NULL);
     events e = watch_all(h, r->batch->id, 1, 6, 0);
     cr_assert_eq(e.code, GRPC_STATUS_OK);
@@ -147,7 +136,7 @@ Test(watch, an_ended_batch_replays_items_after_the_given_sequence)
 Test(watch, a_reconnecting_watcher_misses_nothing)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 60, "/w/%u?delay_ms=15", "\"maxConcurrency\":4");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 60, "/w/%u?delay_ms=15", "\"maxConcurrency\":4");
     events first = {0};
     rpcclient_stream *s = watch_open(h, r->batch->id, 1, 0, 0);
     uint64_t last = 0;
@@ -173,7 +162,7 @@ Test(watch, a_slow_watcher_gets_every_item_exactly_once)
 {
     const char *args[] = {"--max-items", "5000", NULL};
     harness *h = h_start(args);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 3000, "/w/%u", "\"maxConcurrency\":64");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 3000, "/w/%u", "\"maxConcurrency\":64");
     events e = {0};
     rpcclient_stream *s = watch_open(h, r->batch->id, 1, 0, 0);
     cr_assert_eq(watch_read(s, &e, 1), 0);
@@ -193,7 +182,7 @@ Test(watch, a_slow_progress_watcher_gets_coalesced_progress)
 {
     const char *args[] = {"--max-items", "5000", NULL};
     harness *h = h_start(args);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 3000, "/w/%u?delay_ms=10", "\"maxConcurrency\":64");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 3000, "/w/%u?delay_ms=10", "\"maxConcurrency\":64");
     events e = {0};
     rpcclient_stream *s = watch_open(h, r->batch->id, 0, 0, 0);
     cr_assert_eq(watch_read(s, &e, 1), 0);
@@ -217,7 +206,7 @@ Test(watch, a_slow_progress_watcher_gets_coalesced_progress)
 Test(watch, min_interval_coalesces_progress)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 40, "/w/%u?delay_ms=25", "\"maxConcurrency\":1");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 40, "/w/%u?delay_ms=25", "\"maxConcurrency\":1");
     events e = watch_all(h, r->batch->id, 0, 0, 300);
     cr_assert_eq(e.code, GRPC_STATUS_OK);
     /* About 1 s of work at one progress event per 300 ms: snapshot + ~4 + final. */
@@ -234,7 +223,7 @@ Test(watch, min_interval_coalesces_progress)
 Test(watch, two_hundred_watchers_at_once)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 100, "/w/%u?delay_ms=10", "\"maxConcurrency\":10");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 100, "/w/%u?delay_ms=10", "\"maxConcurrency\":10");
     enum { N = 200 };
     rpcclient_stream *s[N];
     for (int i = 0; i < N; i++)
@@ -255,7 +244,7 @@ Test(watch, two_hundred_watchers_at_once)
 Test(watch, after_sequence_beyond_the_batch_is_out_of_range)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 3, "/w/%u", NULL);
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 3, "/w/%u", NULL);
     batch__v1__batch__free_unpacked(h_wait_end(h, r->batch->id, 10), NULL);
     events e = watch_all(h, r->batch->id, 1, 4, 0);
     cr_assert_eq(e.code, GRPC_STATUS_OUT_OF_RANGE);
@@ -270,7 +259,7 @@ Test(watch, the_watcher_limit_is_resource_exhausted)
 {
     const char *args[] = {"--max-watchers", "2", NULL};
     harness *h = h_start(args);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 2, "/w/%u?delay_ms=3000", NULL);
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 2, "/w/%u?delay_ms=3000", NULL);
     events a = {0}, b = {0};
     rpcclient_stream *s1 = watch_open(h, r->batch->id, 0, 0, 0), *s2 = watch_open(h, r->batch->id, 0, 0, 0);
     cr_assert_eq(watch_read(s1, &a, 1), 0);
@@ -292,7 +281,7 @@ Test(watch, the_watcher_limit_is_resource_exhausted)
 Test(watch, cancelled_items_are_watched_too)
 {
     harness *h = h_start(NULL);
-    Batch__V1__SubmitBatchResponse *r = submit_async(h, 10, "/w/%u?delay_ms=5000", "\"maxConcurrency\":2");
+    Batch__V1__SubmitBatchResponse *r = h_submit_async(h, 10, "/w/%u?delay_ms=5000", "\"maxConcurrency\":2");
     events e = {0};
     rpcclient_stream *s = watch_open(h, r->batch->id, 1, 0, 0);
     cr_assert_eq(watch_read(s, &e, 1), 0);

@@ -154,6 +154,19 @@ Batch__V1__SubmitBatchResponse *h_submit(harness *h, const Batch__V1__SubmitBatc
     return (Batch__V1__SubmitBatchResponse *)resp;
 }
 
+Batch__V1__SubmitBatchResponse *h_submit_async(harness *h, unsigned n, const char *path_fmt, const char *opts)
+{
+    char options[512];
+    snprintf(options, sizeof options, "{\"mode\":\"MODE_ASYNC\"%s%s}", opts ? "," : "", opts ? opts : "");
+    Batch__V1__SubmitBatchRequest *req = h_request_n(n, path_fmt, options);
+    rpcclient_status st = {0};
+    Batch__V1__SubmitBatchResponse *r = h_submit(h, req, &st);
+    cr_assert_not_null(r, "submit: %s", st.message);
+    rpcclient_status_clear(&st);
+    batch__v1__submit_batch_request__free_unpacked(req, NULL);
+    return r;
+}
+
 Batch__V1__SubmitBatchResponse *h_submit_json(harness *h, const char *json)
 {
     Batch__V1__SubmitBatchRequest *req = h_request(json);

@@ -57,6 +57,9 @@ Batch__V1__SubmitBatchRequest *h_request_n(unsigned n, const char *path_fmt, con
 /* SubmitBatch; returns the answer, or NULL with st filled (st may be NULL then nothing). */
 Batch__V1__SubmitBatchResponse *h_submit(harness *h, const Batch__V1__SubmitBatchRequest *req,
                                          rpcclient_status *st);
+/* SubmitBatch, MODE_ASYNC, of n GET operations to path_fmt (as h_request_n) with extra
+ * option members in opts (e.g. "\"maxConcurrency\":4", may be NULL). Must succeed. */
+Batch__V1__SubmitBatchResponse *h_submit_async(harness *h, unsigned n, const char *path_fmt, const char *opts);
 /* SubmitBatch of a JSON request that must succeed. */
 Batch__V1__SubmitBatchResponse *h_submit_json(harness *h, const char *json);
 Batch__V1__Batch *h_get(harness *h, const char *id, rpcclient_status *st);
