@@ -214,9 +214,28 @@ static void usage(FILE *out)
         snprintf(left, sizeof left, "--%s%s%s", opts[i].name, opts[i].arg ? " " : "",
                  opts[i].arg ? opts[i].arg : "");
         if (strlen(left) > 28)
-            fprintf(out, "  %s\n  %-28s %s\n", left, "", opts[i].help);
+            fprintf(out, "  %s\n  %-28s ", left, "");
         else
-            fprintf(out, "  %-28s %s\n", left, opts[i].help);
+            fprintf(out, "  %-28s ", left);
+        /* Words wrapped under their column, lines of at most 100 characters. */
+        const char *p = opts[i].help;
+        size_t col = 31;
+        while (*p) {
+            size_t w = strcspn(p, " ");
+            if (col > 31 && col + 1 + w > 100) {
+                fprintf(out, "\n%31s", "");
+                col = 31;
+            } else if (col > 31) {
+                fputc(' ', out);
+                col++;
+            }
+            fprintf(out, "%.*s", (int)w, p);
+            col += w;
+            p += w;
+            while (*p == ' ')
+                p++;
+        }
+        fputc('\n', out);
     }
     fprintf(out,
             "\nDurations: 500ms, 30s, 5m, 2h, 7d (a bare number is seconds).\n"

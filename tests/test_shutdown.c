@@ -284,3 +284,33 @@ Test(shutdown, a_taken_port_is_an_error_not_a_shared_port)
     cr_assert_eq(wait_exit(pid), 1);
     upstream_stop(up);
 }
+
+Test(shutdown, help_lists_every_flag_within_100_columns)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execl(BATCHD_BINARY_DIR "/server/batchd", "batchd", "--help", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    static char out[16384];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(fds[0]);
+    cr_assert_eq(wait_exit(pid), 0);
+    const char *flags[] = {"--listen", "--target", "--max-items", "--sync-threshold", "--max-inflight",
+                           "--max-concurrency", "--max-attempts", "--item-timeout", "--max-response-bytes",
+                           "--shutdown-grace", "--no-reflection", "--data-dir", "--sync", "--retention",
+                           "--idempotency-ttl", "--version"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        cr_assert(strstr(out, flags[i]), "--help does not mention %s", flags[i]);
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+        cr_assert_leq(strlen(line), 100, "long help line: %s", line);
+}
